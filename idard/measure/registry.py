@@ -127,7 +127,9 @@ def _format_value(value: Any) -> str:
 def canonical_id(name: str, instance: Any) -> str:
     """``name`` or ``name(k=v,...)`` with the non-default parameters in field order."""
     parts = []
-    for field in dataclasses.fields(instance):
+    # Parameters a base class shares (``order=``) come after the plug-in's own ones.
+    ordered = sorted(dataclasses.fields(instance), key=lambda f: f.metadata.get("rank", 0))
+    for field in ordered:
         if not field.init or field.metadata.get("identity") is False:
             continue
         value = getattr(instance, field.name)

@@ -1,0 +1,196 @@
+"""Reading images into one canonical form: float32 RGB in [0, 1], shape (H, W, 3).
+
+Every HR image, whatever its file format, bit depth or colour mode, becomes the same kind
+of array, so downscalers, models and metrics never see format quirks. Two decisions here
+affect every number the tool reports, so they are made once, in this module:
+
+* **Size policy.** An HR image whose sides are not multiples of the scale factor is
+  centre-cropped to the largest multiple (`crop_to_multiple`). Cropping rather than
+  resizing keeps HR pixels untouched; centring keeps the crop independent of orientation.
+* **Alpha.** Transparency is discarded (colour channels kept), as ``PIL.Image.convert``
+  does; IDA-RD measures colour information, not compositing.
+
+Pillow decodes 16-bit RGB(A) PNG and TIFF only after truncating to 8 bits, so those two
+are read with ``pypng`` and ``tifffile`` instead, keeping all 16 bits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used; the message names the file."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RGBImage:
+    """A decoded image. ``name`` (the file stem) is its key in records."""
+
+    name: str
+    pixels: np.ndarray  # float32, (H, W, 3), values in [0, 1]
+    bit_depth: int = 8
+    source: str = ""
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    def with_pixels(self, pixels: np.ndarray) -> "RGBImage":
+        return dataclasses.replace(self, pixels=pixels)
+
+
+def _to_rgb(array: np.ndarray, max_value: float) -> np.ndarray:
+    """Integer or float array with 1-4 channels -> float32 RGB in [0, 1]."""
+    x = array.astype(np.float32) / np.float32(max_value)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    channels = x.shape[2]
+    if channels in (1, 2):  # grey, grey + alpha
+        x = np.repeat(x[:, :, :1], 3, axis=2)
+    elif channels >= 3:  # RGB, RGBA (alpha dropped)
+        x = x[:, :, :3]
+    return np.ascontiguousarray(np.clip(x, 0.0, 1.0))
+
+
+def _read_png16(path: Path) -> np.ndarray | None:
+    """16-bit PNG pixels with all bits, or None when the PNG is 8-bit or less."""
+    import png  # pypng: pure-Python decoder, used only for 16-bit files
+
+    reader = png.Reader(filename=str(path))
+    width, height, rows, info = reader.asDirect()
+    if info["bitdepth"] != 16:
+        return None
+    planes = info["planes"]
+    data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    return data.reshape(height, width, planes)
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, int] | None:
+    import tifffile
+
+    data = tifffile.imread(str(path))
+    if data.dtype == np.uint16:
+        return data, 16
+    if data.dtype == np.uint8:
+        return data, 8
+    return None  # let Pillow try the rarer layouts
+
+
+def _read_with_pillow(path: Path) -> tuple[np.ndarray, float, int]:
+    with Image.open(path) as img:
+        img.load()  # decode now: truncated files fail here, not later
+        mode = img.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+            return np.asarray(img, dtype=np.uint16), 65535.0, 16
+        if mode == "I":
+            arr = np.asarray(img, dtype=np.int64)
+            top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+            return arr, top, 16 if top > 255 else 8
+        if mode == "F":
+            return np.asarray(img, dtype=np.float32), 1.0, 32
+        if mode in ("1", "L", "LA", "RGB", "RGBA"):
+            return np.asarray(img), 1.0 if mode == "1" else 255.0, 8
+        # palette, CMYK, YCbCr, LAB, ...: Pillow knows how to make RGB of them
+        return np.asarray(img.convert("RGBA" if "transparency" in img.info else "RGB")), 255.0, 8
+
+
+def load_image(path: str | Path, name: str | None = None) -> RGBImage:
+    """Decode one image file; raises `ImageError` naming the file if it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such image file")
+    try:
+        suffix = path.suffix.lower()
+        decoded: tuple[np.ndarray, float, int] | None = None
+        if suffix == ".png":
+            png16 = _read_png16(path)
+            if png16 is not None:
+                decoded = (png16, 65535.0, 16)
+        elif suffix in (".tif", ".tiff"):
+            tiff = _read_tiff(path)
+            if tiff is not None:
+                decoded = (tiff[0], 65535.0 if tiff[1] == 16 else 255.0, tiff[1])
+        if decoded is None:
+            decoded = _read_with_pillow(path)
+        array, max_value, bit_depth = decoded
+        pixels = _to_rgb(array, max_value)
+    except ImageError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # third-party decoders raise their own error classes
+        raise ImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        raise ImageError(f"{path}: image has no pixels")
+    return RGBImage(name=name or path.stem, pixels=pixels, bit_depth=bit_depth, source=str(path))
+
+
+def crop_to_multiple(image: RGBImage, scale: int) -> RGBImage:
+    """Centre-crop so both sides are multiples of ``scale`` (the project's size policy).
+
+    Raises `ImageError` when the image is smaller than one LR pixel per side.
+    """
+    h, w = image.height, image.width
+    new_h, new_w = h - h % scale, w - w % scale
+    if new_h == 0 or new_w == 0:
+        raise ImageError(
+            f"{image.source or image.name}: {w}x{h} is smaller than the scale factor {scale}"
+        )
+    if (new_h, new_w) == (h, w):
+        return image
+    top, left = (h - new_h) // 2, (w - new_w) // 2
+    return image.with_pixels(np.ascontiguousarray(image.pixels[top : top + new_h, left : left + new_w]))
+
+
+def quantize_8bit(pixels: np.ndarray) -> np.ndarray:
+    """Round to the 8-bit grid, as writing a PNG would; stays float32 in [0, 1]."""
+    return (np.round(np.clip(pixels, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def is_8bit_grid(pixels: np.ndarray) -> bool:
+    """True when every value is k/255: such an image is exactly an 8-bit image."""
+    scaled = pixels.astype(np.float64) * 255.0
+    return bool(np.all(np.abs(scaled - np.round(scaled)) < 1e-4))
+
+
+def save_image(path: str | Path, pixels: np.ndarray) -> Path:
+    """Write float RGB in [0, 1] as an 8-bit image (format from the suffix)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(pixels), "RGB").save(path)
+    return path
+
+
+def to_tensor(pixels: np.ndarray | list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W, 3) array(s) -> float32 (N, 3, H, W) tensor on ``device``."""
+    stack = np.stack(pixels) if isinstance(pixels, list) else pixels[None]
+    return torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2))).to(device)
+
+
+def to_pixels(tensor: torch.Tensor) -> np.ndarray:
+    """(3, H, W) tensor -> float32 (H, W, 3) array (values unchanged)."""
+    return tensor.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name, for reproducible order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a folder of images")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)

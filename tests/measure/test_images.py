@@ -1,0 +1,104 @@
+"""Reading any common image file into float RGB in [0, 1], and the HR size policy."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from idard.measure.images import ImageError, RGBImage, crop_to_multiple, load_image, save_image
+
+RNG = np.random.default_rng(0)
+RGB8 = RNG.integers(0, 256, size=(13, 17, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif", ".webp"])
+def test_lossless_8bit_rgb_formats_decode_exactly(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"img{suffix}"
+    Image.fromarray(RGB8).save(path, lossless=True) if suffix == ".webp" else Image.fromarray(RGB8).save(path)
+    image = load_image(path)
+    assert image.name == "img" and image.bit_depth == 8
+    assert image.pixels.dtype == np.float32 and image.pixels.shape == (13, 17, 3)
+    np.testing.assert_array_equal(np.round(image.pixels * 255).astype(np.uint8), RGB8)
+
+
+def test_jpeg_decodes_to_rgb_in_unit_range(tmp_path: Path) -> None:
+    Image.fromarray(RGB8).save(tmp_path / "a.jpg", quality=95)
+    pixels = load_image(tmp_path / "a.jpg").pixels
+    assert pixels.shape == (13, 17, 3) and 0.0 <= pixels.min() and pixels.max() <= 1.0
+
+
+def test_grey_palette_and_rgba_become_rgb(tmp_path: Path) -> None:
+    grey = RGB8[:, :, 0]
+    Image.fromarray(grey, "L").save(tmp_path / "grey.png")
+    np.testing.assert_allclose(load_image(tmp_path / "grey.png").pixels, np.repeat(grey[:, :, None] / 255.0, 3, 2), atol=1e-7)
+
+    rgba = np.dstack([RGB8, np.full(RGB8.shape[:2], 7, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    np.testing.assert_allclose(load_image(tmp_path / "rgba.png").pixels, RGB8 / 255.0, atol=1e-7)
+
+    palette = Image.fromarray(RGB8).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.save(tmp_path / "pal.png")
+    expected = np.asarray(palette.convert("RGB")) / 255.0
+    np.testing.assert_allclose(load_image(tmp_path / "pal.png").pixels, expected, atol=1e-7)
+
+
+def _write_png16_rgb(path: Path, array: np.ndarray) -> None:
+    """A minimal 16-bit RGB PNG writer, so the test does not trust the reader's own library."""
+    h, w, _ = array.shape
+    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16bit_png_and_tiff_keep_all_16_bits(tmp_path: Path) -> None:
+    deep = RNG.integers(0, 65536, size=(9, 11, 3), dtype=np.uint16)
+    _write_png16_rgb(tmp_path / "deep.png", deep)
+    tifffile.imwrite(tmp_path / "deep.tif", deep)
+    Image.fromarray(deep[:, :, 0].astype(np.uint16)).save(tmp_path / "grey16.png")
+    for name in ("deep.png", "deep.tif"):
+        image = load_image(tmp_path / name)
+        assert image.bit_depth == 16
+        np.testing.assert_allclose(image.pixels, deep / 65535.0, atol=1e-7)
+    grey = load_image(tmp_path / "grey16.png")
+    assert grey.bit_depth == 16
+    np.testing.assert_allclose(grey.pixels[:, :, 1], deep[:, :, 0] / 65535.0, atol=1e-7)
+
+
+def test_broken_files_raise_an_error_naming_the_file(tmp_path: Path) -> None:
+    Image.fromarray(RGB8).save(tmp_path / "ok.png")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes((tmp_path / "ok.png").read_bytes()[:60])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    for path in (truncated, text, tmp_path / "missing.png"):
+        with pytest.raises(ImageError, match=path.name):
+            load_image(path)
+
+
+def test_crop_to_multiple_is_centred_and_never_resamples() -> None:
+    pixels = RNG.random((10, 15, 3)).astype(np.float32)
+    cropped = crop_to_multiple(RGBImage("x", pixels), 4)
+    assert cropped.pixels.shape == (8, 12, 3)
+    np.testing.assert_array_equal(cropped.pixels, pixels[1:9, 1:13])
+    same = RGBImage("y", pixels[:8, :12])
+    assert crop_to_multiple(same, 4) is same
+
+
+def test_crop_rejects_images_smaller_than_the_scale() -> None:
+    with pytest.raises(ImageError, match="smaller than the scale factor 8"):
+        crop_to_multiple(RGBImage("tiny", np.zeros((5, 40, 3), np.float32), source="tiny.png"), 8)
+
+
+def test_save_then_load_round_trips_8bit(tmp_path: Path) -> None:
+    pixels = RGB8 / np.float32(255)
+    np.testing.assert_allclose(load_image(save_image(tmp_path / "o.png", pixels)).pixels, pixels, atol=1e-7)
