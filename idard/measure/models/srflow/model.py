@@ -1,0 +1,191 @@
+"""The registered ``srflow`` SR model: SRFlow checkpoints behind the `SRModel` contract.
+
+``srflow(weights='SRFlow_DF2K_4X.pth')`` wraps a published checkpoint (or one written
+by `save_weights`); the architecture is recognised from the file's keys and shapes
+(``config='auto'``) or named (``config='DF2K_8X'``).
+
+Default heat 1.1: the IDA-RD reference notebook samples the 4x model at heat 1.1 (and the
+8x CelebA model at 1.0, which needs ``heat=1.0``); the SRFlow repository's test configs
+use 0.9. The heat is part of the id, so records made at different heats never mix.
+
+Weights are read lazily (on ``to(device)``, ``scale`` or the first ``sample``) and each
+file is loaded once per process and device, however many plug-in instances (e.g. one per
+heat) use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from idard.measure.models.base import MODELS, sha256_file
+from idard.measure.models.srflow.checkpoint import (
+    SRFlowWeightsError,
+    build_network,
+    detect_config,
+    read_state_dict,
+)
+from idard.measure.models.srflow.configs import get_config
+from idard.measure.models.srflow.network import SRFlowConfig, SRFlowNet
+from idard.measure.models.srflow.sampling import sample_sr
+from idard.measure.registry import Plugin, SpecError
+
+_FileKey = tuple[str, int, int, str]  # realpath, size, mtime_ns, requested config
+
+
+class _Checkpoint:
+    """One weights file, read once: its config and a network per device."""
+
+    def __init__(self, config: SRFlowConfig, cpu_state: dict[str, torch.Tensor]) -> None:
+        self.config = config
+        self._cpu_state: dict[str, torch.Tensor] | None = cpu_state
+        self.networks: dict[str, SRFlowNet] = {}
+
+    def network(self, device: torch.device) -> SRFlowNet:
+        key = str(device)
+        with _CACHE_LOCK:
+            return self.networks[key] if key in self.networks else self._build(key, device)
+
+    def _build(self, key: str, device: torch.device) -> SRFlowNet:
+        if self._cpu_state is not None:
+            net = build_network(self._cpu_state, self.config, device)
+            self._cpu_state = None  # the network now owns (a copy of) the tensors
+        else:
+            source = next(iter(self.networks.values()))
+            net = build_network(source.state_dict(), self.config, device)
+        self.networks[key] = net
+        return net
+
+
+_CACHE: OrderedDict[_FileKey, _Checkpoint] = OrderedDict()
+_CACHE_SIZE = 4
+_CACHE_LOCK = threading.RLock()
+
+
+def _file_key(path: str, config: str) -> _FileKey:
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise SRFlowWeightsError(path, "no such file") from None
+    return (os.path.realpath(path), st.st_size, st.st_mtime_ns, config)
+
+
+def _checkpoint(path: str, config: str) -> _Checkpoint:
+    key = _file_key(path, config)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        sd, embedded = read_state_dict(path)
+        ckpt = _Checkpoint(detect_config(path, sd, config, embedded), sd)
+        _CACHE[key] = ckpt
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return ckpt
+
+
+def _normalise_device(device: torch.device | str) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+class _Runtime:
+    """Per-instance loaded state; dropped when the plug-in is pickled to another worker."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.checkpoint: _Checkpoint | None = None
+        self.device: torch.device | None = None
+        self.sha256: str | None = None
+
+    def __reduce__(self) -> tuple[type[_Runtime], tuple[()]]:
+        return (_Runtime, ())
+
+
+@MODELS.register("srflow")
+@dataclasses.dataclass(frozen=True)
+class SRFlow(Plugin):
+    """SRFlow normalizing-flow SR (Lugmayr et al. 2020) from a checkpoint file.
+
+    ``weights``: a ``.pth`` state dict (read with ``weights_only=True``) or a
+    ``.safetensors`` file. ``config``: ``auto`` or DF2K_4X, DF2K_8X, CelebA_8X, TINY_4X.
+    ``heat``: latent temperature (standard deviation of z and of every split's eps).
+    """
+
+    weights: str
+    config: str = "auto"
+    heat: float = 1.1
+    _runtime: _Runtime = dataclasses.field(
+        default_factory=_Runtime, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if not self.weights:
+            raise SpecError("srflow needs weights='path/to/SRFlow_*.pth' (or .safetensors)")
+        if self.config != "auto":
+            try:
+                get_config(self.config)
+            except KeyError as exc:
+                raise SpecError(str(exc.args[0])) from None
+        if not math.isfinite(self.heat) or self.heat < 0:
+            raise SpecError(f"srflow heat must be a finite number >= 0, got {self.heat}")
+
+    # -- SRModel ------------------------------------------------------------------------
+    @property
+    def scale(self) -> int:
+        return self._checkpoint().config.scale
+
+    @property
+    def weights_hash(self) -> str:
+        rt = self._runtime
+        with rt.lock:
+            if rt.sha256 is None:
+                if not Path(self.weights).is_file():
+                    raise SRFlowWeightsError(self.weights, "no such file")
+                rt.sha256 = sha256_file(self.weights)
+            return rt.sha256
+
+    def to(self, device: torch.device | str) -> SRFlow:
+        self.network(device)
+        return self
+
+    def sample(
+        self, lr: torch.Tensor, seeds: Sequence[int], temperature: float | None = None
+    ) -> torch.Tensor:
+        net = self.network(lr.device)
+        heat = self.heat if temperature is None else float(temperature)
+        return sample_sr(net, lr.to(torch.float32), seeds, heat)
+
+    # -- extras -------------------------------------------------------------------------
+    @property
+    def architecture(self) -> SRFlowConfig:
+        """The matched architecture (reads the weights if not yet read)."""
+        return self._checkpoint().config
+
+    def network(self, device: torch.device | str | None = None) -> SRFlowNet:
+        """The loaded network on ``device`` (default: the current one, else CPU)."""
+        rt = self._runtime
+        with rt.lock:
+            if device is None:
+                dev = rt.device or torch.device("cpu")
+            else:
+                dev = _normalise_device(device)
+            net = self._checkpoint().network(dev)
+            rt.device = dev
+            return net
+
+    def _checkpoint(self) -> _Checkpoint:
+        rt = self._runtime
+        with rt.lock:
+            if rt.checkpoint is None:
+                rt.checkpoint = _checkpoint(self.weights, self.config)
+            return rt.checkpoint
