@@ -1,0 +1,1 @@
+"""The benchmark runner and command line, built on `idard.measure`."""

@@ -1,0 +1,212 @@
+"""``idard-bench``: the command line.
+
+Single-step commands (``downscale``, ``upscale``, ``distortion``) check each part of the
+measure alone on real files; ``list`` shows what is registered; ``run`` computes an
+IDA-RD table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from idard import __version__
+
+app = typer.Typer(
+    name="idard-bench",
+    help="IDA-RD: how much information does an image downscaler destroy?",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn expected input errors into a one-line message and exit code 2, no traceback."""
+    from idard.measure.images import ImageError
+    from idard.measure.lpips_weights import LPIPSWeightsInvalid, LPIPSWeightsUnavailable
+    from idard.measure.registry import SpecError
+
+    try:
+        yield
+    except (UsageError, ImageError, SpecError, FileNotFoundError, ValueError,
+            LPIPSWeightsUnavailable, LPIPSWeightsInvalid) as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _outputs(inputs: list[Path], out: Path, suffix: str = ".png") -> list[Path]:
+    if len(inputs) == 1 and out.suffix:
+        return [out]
+    return [out / f"{p.stem}{suffix}" for p in inputs]
+
+
+def _inputs(path: Path) -> list[Path]:
+    from idard.measure.images import find_images
+
+    if path.is_dir():
+        found = find_images(path)
+        if not found:
+            raise UsageError(f"{path}: folder holds no images")
+        return found
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    return [path]
+
+
+@app.command()
+def downscale(
+    src: Annotated[Path, typer.Argument(help="HR image file or folder of images.")],
+    out: Annotated[Path, typer.Argument(help="Output file (single input) or folder.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="Downscaler spec, e.g. bicubic or 'blur(sigma=2)'.")] = "bicubic",
+    scale: Annotated[int, typer.Option("--scale", "-s", min=1, help="Downscaling factor.")] = 4,
+) -> None:
+    """Downscale HR images (centre-cropped to a multiple of the scale) and save 8-bit PNGs."""
+    from idard.measure.downscalers import DOWNSCALERS
+    from idard.measure.images import crop_to_multiple, load_image, save_image
+
+    with user_errors():
+        downscaler = DOWNSCALERS.create(method)
+        inputs = _inputs(src)
+        for path, target in zip(inputs, _outputs(inputs, out)):
+            hr = crop_to_multiple(load_image(path), scale)
+            save_image(target, downscaler(hr, scale))
+            console.print(f"{path} -> {target} ({downscaler.id}, x{scale})", highlight=False)
+
+
+@app.command()
+def upscale(
+    src: Annotated[Path, typer.Argument(help="LR image file or folder of images.")],
+    out: Annotated[Path, typer.Argument(help="Output file (single input and seed) or folder.")],
+    model: Annotated[str, typer.Option("--model", help="SR model spec.")] = "srflow-tiny-4x",
+    seed: Annotated[list[int], typer.Option("--seed", help="Sample seed; repeat for several samples.")] = [0],  # noqa: B006
+    heat: Annotated[float | None, typer.Option("--heat", help="Sampling temperature (overrides the model spec).")] = None,
+    device: Annotated[str | None, typer.Option(help="torch device; default cuda if available.")] = None,
+) -> None:
+    """Draw SR samples of LR images; one PNG per (image, seed)."""
+    import torch
+
+    from idard.measure.images import load_image, save_image, to_pixels, to_tensor
+    from idard.measure.models import MODELS
+
+    with user_errors():
+        sr_model = MODELS.create(model, **({"heat": heat} if heat is not None else {}))
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        sr_model.to(dev)
+        inputs = _inputs(src)
+        single = len(inputs) == 1 and len(seed) == 1 and out.suffix
+        failed = 0
+        for path in inputs:
+            lr = load_image(path)
+            with torch.inference_mode():
+                samples = sr_model.sample(to_tensor(lr.pixels, dev), seed)[0]
+            for k, s in enumerate(seed):
+                target = out if single else out / f"{path.stem}_seed{s}.png"
+                if not torch.isfinite(samples[k]).all():
+                    err_console.print(f"{path} seed {s}: non-finite SR sample, not saved", highlight=False)
+                    failed += 1
+                    continue
+                save_image(target, to_pixels(samples[k]))
+                console.print(f"{path} -> {target} ({sr_model.id}, seed {s})", highlight=False)
+        if failed:
+            raise typer.Exit(1)
+
+
+@app.command()
+def distortion(
+    ref: Annotated[Path, typer.Argument(help="Reference (HR) image.")],
+    dist: Annotated[Path, typer.Argument(help="Distorted (SR) image of the same size.")],
+    metric: Annotated[str, typer.Option("--metric", help="lpips-alex, lpips-vgg, psnr, ssim or ms-ssim.")] = "lpips-alex",
+) -> None:
+    """Print the distortion between two images of the same size."""
+    from idard.measure.distortions import DISTORTIONS
+    from idard.measure.images import load_image, to_tensor
+
+    with user_errors():
+        scorer = DISTORTIONS.create(metric)
+        a, b = load_image(ref), load_image(dist)
+        if a.pixels.shape != b.pixels.shape:
+            raise UsageError(f"{dist}: size {b.width}x{b.height} differs from {ref} ({a.width}x{a.height})")
+        value = float(scorer(to_tensor(a.pixels), to_tensor(b.pixels))[0])
+        print(f"{value:.6f}")
+
+
+@app.command("list")
+def list_plugins() -> None:
+    """List registered downscalers, SR models and metrics with their parameters."""
+    from rich.table import Table
+
+    from idard.measure.distortions import DISTORTIONS
+    from idard.measure.downscalers import DOWNSCALERS
+    from idard.measure.models import MODELS
+
+    for registry in (DOWNSCALERS, MODELS, DISTORTIONS):
+        table = Table(title=f"{registry.kind}s", title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("parameters")
+        table.add_column("description")
+        for entry in registry:
+            params = ", ".join(
+                f"{n}: {t}" + ("" if d is _missing() else f" = {d!r}") for n, t, d in entry.parameters()
+            )
+            table.add_row(entry.name, params, entry.summary)
+        console.print(table)
+
+
+def _missing() -> object:
+    import dataclasses
+
+    return dataclasses.MISSING
+
+
+@app.command("train-srflow")
+def train_srflow(
+    out: Annotated[Path, typer.Option(help="Where to write the safetensors weights (a .json report goes beside it).")] = Path(
+        "idard/weights/srflow-tiny-4x.safetensors"
+    ),
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 2500,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, crops and dequantisation noise.")] = 0,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+) -> None:
+    """Train the embedded smoke-test SRFlow (TINY_4X, 4x) on photographs bundled in packages.
+
+    This is the command that made the committed weights of ``srflow-tiny-4x``.
+    """
+    from idard.measure.models.srflow.training import TrainingSettings, train
+
+    train(out, TrainingSettings(steps=steps, seed=seed, threads=threads), log=lambda line: print(line, flush=True))
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"idard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """IDA-RD: how much information does an image downscaler destroy?"""
+
+
+def main() -> None:
+    app(prog_name="idard-bench")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

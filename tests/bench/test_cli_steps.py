@@ -1,0 +1,89 @@
+"""The single-step commands: downscale, upscale, distortion, list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from idard.bench.cli import app
+from idard.measure.models.srflow import TINY_4X, SRFlowNet, save_weights
+
+runner = CliRunner()
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture()
+def hr(tmp_path: Path) -> Path:
+    path = tmp_path / "hr.png"
+    Image.fromarray(RNG.integers(0, 256, (34, 42, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_downscale_writes_the_pil_result_of_the_centre_crop(tmp_path: Path, hr: Path) -> None:
+    result = runner.invoke(app, ["downscale", str(hr), str(tmp_path / "lr.png"), "--method", "bicubic", "--scale", "4"])
+    assert result.exit_code == 0, result.output
+    crop = Image.open(hr).crop((1, 1, 41, 33))
+    expected = np.asarray(crop.resize((10, 8), Image.Resampling.BICUBIC))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "lr.png")), expected)
+
+
+def test_downscale_a_folder_with_a_parameterised_method(tmp_path: Path, hr: Path) -> None:
+    result = runner.invoke(app, ["downscale", str(hr.parent), str(tmp_path / "out"), "--method", "blur(sigma=2)", "--scale", "2"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "out" / "hr.png").size == (21, 17)
+
+
+def test_upscale_is_reproducible_per_seed(tmp_path: Path) -> None:
+    weights = tmp_path / "tiny.safetensors"
+    torch.manual_seed(0)
+    save_weights(SRFlowNet(TINY_4X).eval(), weights)
+    Image.fromarray(RNG.integers(0, 256, (8, 10, 3), dtype=np.uint8)).save(tmp_path / "lr.png")
+    model = f"srflow(weights='{weights}')"
+    for out in ("a", "b"):
+        result = runner.invoke(app, ["upscale", str(tmp_path / "lr.png"), str(tmp_path / out), "--model", model,
+                                     "--seed", "3", "--seed", "4", "--heat", "0.7"])
+        assert result.exit_code == 0, result.output
+    a3, b3 = (np.asarray(Image.open(tmp_path / d / "lr_seed3.png")) for d in ("a", "b"))
+    assert a3.shape == (32, 40, 3)
+    np.testing.assert_array_equal(a3, b3)
+
+
+def test_distortion_prints_the_official_lpips_value(shared_reference: Path) -> None:
+    pairs = shared_reference / "lpips-calibration"
+    result = runner.invoke(app, ["distortion", str(pairs / "ref" / "I03.png"), str(pairs / "dist" / "I03.png")])
+    assert result.exit_code == 0, result.output
+    assert float(result.stdout.strip()) == pytest.approx(0.7237, abs=1e-3)
+
+
+def test_distortion_refuses_images_of_different_sizes(tmp_path: Path, hr: Path) -> None:
+    Image.fromarray(RNG.integers(0, 256, (10, 10, 3), dtype=np.uint8)).save(tmp_path / "small.png")
+    result = runner.invoke(app, ["distortion", str(hr), str(tmp_path / "small.png"), "--metric", "psnr"])
+    assert result.exit_code == 2
+    assert "small.png: size 10x10 differs" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["downscale", "missing.png", "out.png"], "missing.png: no such file"),
+        (["downscale", "{hr}", "out.png", "--method", "sharpen"], "unknown downscaler 'sharpen'"),
+        (["distortion", "{hr}", "{hr}", "--metric", "lpips-squeeze"], "unknown distortion 'lpips-squeeze'"),
+        (["upscale", "{hr}", "out", "--model", "srflow(weights='nowhere.pth')"], "nowhere.pth"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message_naming_it(hr: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, [a.format(hr=hr) for a in args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_list_shows_every_registry_with_parameters() -> None:
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name in ("bicubic", "blur", "sigma", "srflow", "heat", "srflow-tiny-4x", "lpips-alex", "ms-ssim"):
+        assert name in result.output
