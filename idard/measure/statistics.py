@@ -1,0 +1,390 @@
+"""Reducing per-sample records to IDA-RD tables, confidence intervals and paired tests.
+
+A record is one SR sample: (image, downscaler, model, metric, seed) -> ``value``, with
+``finite`` False when the sample was non-finite or errored. The IDA-RD of a downscaler is
+the mean over images of the mean over that image's samples, so every image weighs the same
+whatever its number of surviving samples. Everything here follows from that definition:
+
+* `per_image` reduces samples to one row per image (in Polars: records can be 10 million
+  rows scanned lazily from Parquet, and only the columns needed are read).
+* `ida_rd_table` reduces images to one row per (downscaler, model, metric[, scale]) with
+  the paper's ± (std over images of per-image means) and a two-level percentile bootstrap
+  CI. The data have two sources of variation, which images were chosen and which SR
+  samples were drawn, so the bootstrap resamples both: images with replacement, then within
+  each chosen image its samples with replacement.
+* `paired_differences` compares downscalers on the same (image, seed) pairs. All
+  downscalers share SR noise per seed, so paired differences are far less noisy than the
+  difference of two IDA-RDs.
+* `spearman_ladder` is the paper's validation: along a family of increasingly destructive
+  downscalers, IDA-RD must rise monotonically.
+
+Non-finite samples (``finite`` False, or a NaN/null ``value``) never enter a mean; they are
+counted in ``n_nonfinite`` so that a downscaler which makes the model fail cannot hide it.
+An image whose samples all failed has no mean: it is left out of ``ida_rd`` and
+``n_images`` while its samples still count in ``n_nonfinite``.
+
+The bootstrap runs in numpy on a compact per-group copy of the finite values only (one
+float per sample) and draws resamples in chunks, so its memory is bounded by a fixed budget
+plus one group's data, never by ``n_boot`` times the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+import scipy.stats
+
+#: Group keys always used by default, and the optional ones added when records have them.
+DEFAULT_KEYS = ("downscaler", "model", "metric")
+OPTIONAL_KEYS = ("scale",)
+
+#: Output columns after the group keys, in order.
+PER_IMAGE_COLUMNS = ("image", "mean", "std", "n_samples", "n_nonfinite")
+TABLE_COLUMNS = ("ida_rd", "std_images", "ci_low", "ci_high", "n_images", "n_samples", "n_nonfinite")
+PAIRED_COLUMNS = ("baseline", "mean_diff", "std_images", "ci_low", "ci_high", "p_wilcoxon", "n_images", "n_pairs")
+
+#: Most float elements one bootstrap chunk draws (about 50 MB of temporaries at 2**21).
+_CHUNK_ELEMENTS = 1 << 21
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _lazy(records: Frame) -> pl.LazyFrame:
+    return records.lazy() if isinstance(records, pl.DataFrame) else records
+
+
+def _keys(lf: pl.LazyFrame, by: Sequence[str] | None) -> list[str]:
+    """The group keys: ``by`` as given, or the default keys plus optional ones present."""
+    names = lf.collect_schema().names()
+    keys = list(by) if by is not None else [*DEFAULT_KEYS, *(k for k in OPTIONAL_KEYS if k in names)]
+    missing = [k for k in [*keys, "image", "value"] if k not in names]
+    if missing:
+        raise ValueError(f"records lack column(s) {missing}; they have {names}")
+    if "image" in keys:
+        raise ValueError("'image' is the unit of resampling and cannot be a group key")
+    return keys
+
+
+def _usable(lf: pl.LazyFrame) -> pl.Expr:
+    """True for samples that enter means: flagged finite and with a finite value.
+
+    A NaN value with ``finite`` True should not occur, but a NaN must never reach a mean.
+    """
+    ok = pl.col("value").is_finite()
+    if "finite" in lf.collect_schema().names():
+        ok = ok & pl.col("finite")
+    return ok.fill_null(False)
+
+
+def _image_frame(lf: pl.LazyFrame, keys: list[str], with_values: bool) -> pl.DataFrame:
+    """One row per (keys..., image), sorted; ``values`` (finite values by seed) on request.
+
+    Values are ordered by seed, and images by name, so that bootstrap draws (which index into
+    these arrays) do not depend on the row order of the records, e.g. of a Parquet scan.
+    """
+    ok = _usable(lf)
+    names = lf.collect_schema().names()
+    has_seed = "seed" in names
+    cols = [*keys, "image", "value", *(c for c in ("seed", "finite") if c in names)]
+    slim = lf.select(cols).with_columns(
+        _ok=ok, value=pl.when(ok).then(pl.col("value"))  # failed -> null, ignored by mean/std/count
+    )
+    aggs = [
+        pl.col("value").mean().alias("mean"),
+        pl.col("value").std(ddof=1).alias("std"),
+        pl.col("value").count().cast(pl.Int64).alias("n_samples"),
+        (~pl.col("_ok")).sum().cast(pl.Int64).alias("n_nonfinite"),
+    ]
+    if with_values:
+        ordered = pl.col("value").sort_by("seed") if has_seed else pl.col("value")
+        aggs.append(ordered.drop_nulls().alias("values"))
+    return (
+        slim.group_by([*keys, "image"])
+        .agg(aggs)
+        .sort([*keys, "image"], nulls_last=True)
+        .collect()
+    )
+
+
+def _groups(images: pl.DataFrame, keys: list[str]) -> Iterator[tuple[dict, pl.DataFrame]]:
+    """(key values, that group's image rows) for each group, in sorted order."""
+    if not keys:
+        yield {}, images
+        return
+    for part in images.partition_by(keys, maintain_order=True):
+        yield {k: part[k][0] for k in keys}, part
+
+
+def _rng(seed: int, *key: object) -> np.random.Generator:
+    """A generator for one group, seeded by ``seed`` and the group's key.
+
+    Seeding by key (not by position) makes a group's CI independent of which other groups
+    happen to be in the same records, e.g. after filtering to one downscaler.
+    """
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
+    words = np.frombuffer(digest, dtype=np.uint32).tolist()
+    return np.random.default_rng(np.random.SeedSequence([int(seed), *words]))
+
+
+def _check(n_boot: int, ci: float) -> None:
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def bootstrap_means(
+    values: np.ndarray, counts: np.ndarray, n_boot: int, rng: np.random.Generator, chunk_elements: int = _CHUNK_ELEMENTS
+) -> np.ndarray:
+    """``n_boot`` two-level bootstrap replicates of the mean over images of per-image means.
+
+    ``values`` holds the samples of image 0, then of image 1, ... (``counts[i]`` >= 1 each).
+    One replicate draws n images with replacement and, for each draw, ``counts[i]`` samples
+    of that image with replacement, and returns the mean of those resampled image means.
+
+    The draws are an (chunk, n, Kmax) array of sample positions (positions past an image's
+    count are masked), with the chunk sized so that one chunk has at most
+    ``chunk_elements`` elements (at least one replicate): memory does not grow with n_boot.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.int64)
+    n = counts.size
+    if n == 0 or np.any(counts < 1) or counts.sum() != values.size:
+        raise ValueError("need >= 1 image, each with >= 1 value, and len(values) == sum(counts)")
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    kmax = int(counts.max())
+    ragged = bool(np.any(counts != kmax))
+    per_replicate = n * kmax
+    chunk = max(1, chunk_elements // per_replicate)
+    out = np.empty(n_boot, dtype=np.float64)
+    for lo in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - lo)
+        img = rng.integers(0, n, size=(b, n))
+        if kmax == 1:  # one sample per image: the inner level has nothing to resample
+            out[lo : lo + b] = values[starts[img]].mean(axis=1)
+            continue
+        if not ragged:  # every image has Kmax samples: no mask, one flat reduction
+            pos = rng.integers(0, kmax, size=(b, n, kmax), dtype=np.int64)
+            pos += starts[img][..., None]
+            out[lo : lo + b] = values[pos].reshape(b, -1).mean(axis=1)
+            continue
+        c = counts[img]  # (b, n)
+        u = rng.random((b, n, kmax), dtype=np.float32)
+        pos = (u * c[..., None].astype(np.float32)).astype(np.int64)
+        np.minimum(pos, c[..., None] - 1, out=pos)  # guard against u * c rounding up to c
+        pos += starts[img][..., None]
+        drawn = values[pos]
+        drawn[np.arange(kmax) >= c[..., None]] = 0.0
+        out[lo : lo + b] = (drawn.sum(axis=2) / c).mean(axis=1)
+    return out
+
+
+def _interval(
+    values: np.ndarray, counts: np.ndarray, n_boot: int, ci: float, rng: np.random.Generator
+) -> tuple[float | None, float | None]:
+    """Percentile CI, clipped to [min, max] of the values.
+
+    Every replicate is a mean of means of these values, so it lies in that range; clipping
+    only removes floating-point rounding (e.g. (x + x + x) / 3 != x) that would otherwise
+    put a CI a hair outside the data.
+    """
+    if n_boot == 0 or counts.size == 0:
+        return None, None
+    reps = bootstrap_means(values, counts, n_boot, rng)
+    low, high = np.quantile(reps, [(1.0 - ci) / 2.0, (1.0 + ci) / 2.0])
+    lo_bound, hi_bound = float(values.min()), float(values.max())
+    return float(np.clip(low, lo_bound, hi_bound)), float(np.clip(high, lo_bound, hi_bound))
+
+
+def _group_arrays(part: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(per-image means, per-image counts, flat values) of the images with finite samples."""
+    kept = part.filter(pl.col("n_samples") > 0)
+    return (
+        kept["mean"].to_numpy().astype(np.float64),
+        kept["n_samples"].to_numpy().astype(np.int64),
+        kept["values"].explode().to_numpy().astype(np.float64) if kept.height else np.empty(0),
+    )
+
+
+def _std(means: np.ndarray) -> float | None:
+    return float(np.std(means, ddof=1)) if means.size >= 2 else None
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def per_image(records: Frame, by: Sequence[str] | None = None) -> pl.DataFrame:
+    """Per (group keys..., image): mean, std (ddof=1) and count of finite samples, and the
+    count of non-finite ones.
+
+    This is the inner level of IDA-RD and what one looks at to find the images that drive
+    a difference. ``by`` defaults to downscaler, model, metric (and scale if present).
+    ``mean`` is null for an image with no finite sample, ``std`` for fewer than two.
+
+    Columns: ``*by, image, mean, std, n_samples, n_nonfinite``; rows sorted by them.
+    """
+    lf = _lazy(records)
+    keys = _keys(lf, by)
+    return _image_frame(lf, keys, with_values=False).select([*keys, *PER_IMAGE_COLUMNS])
+
+
+def _table(
+    images: pl.DataFrame, keys: list[str], n_boot: int, ci: float, seed: int, extra_key: tuple = ()
+) -> pl.DataFrame:
+    """Reduce an image frame (with ``values``) to one row per group, with a bootstrap CI."""
+    rows: dict[str, list] = {c: [] for c in TABLE_COLUMNS}
+    key_rows = []
+    for key, part in _groups(images, keys):
+        means, counts, values = _group_arrays(part)
+        low, high = _interval(values, counts, n_boot, ci, _rng(seed, *key.values(), *extra_key))
+        key_rows.append(key)
+        rows["ida_rd"].append(float(means.mean()) if means.size else None)
+        rows["std_images"].append(_std(means))
+        rows["ci_low"].append(low)
+        rows["ci_high"].append(high)
+        rows["n_images"].append(int(means.size))
+        rows["n_samples"].append(int(part["n_samples"].sum()))
+        rows["n_nonfinite"].append(int(part["n_nonfinite"].sum()))
+    schema = {c: (pl.Int64 if c.startswith("n_") else pl.Float64) for c in TABLE_COLUMNS}
+    out = pl.DataFrame(rows, schema=schema)
+    if keys:
+        key_frame = pl.DataFrame(key_rows, schema={k: images.schema[k] for k in keys})
+        out = pl.concat([key_frame, out], how="horizontal")
+    return out
+
+
+def ida_rd_table(
+    records: Frame, by: Sequence[str] | None = None, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+) -> pl.DataFrame:
+    """The IDA-RD table: one row per group (default downscaler, model, metric[, scale]).
+
+    * ``ida_rd``: mean over images of per-image means of finite samples (each image weighs
+      the same whatever its sample count).
+    * ``std_images``: std (ddof=1) over images of per-image means, the paper's ±; null for
+      fewer than two images. It describes spread over images, not the estimate's precision.
+    * ``ci_low``, ``ci_high``: ``ci`` percentile interval of ``n_boot`` two-level bootstrap
+      replicates (images, then samples within each image, with replacement); null when
+      ``n_boot`` is 0. Deterministic given ``seed`` and the group's key, independent of
+      record order and of the other groups present.
+    * ``n_images`` (with >= 1 finite sample), ``n_samples`` (finite samples, those in the
+      mean), ``n_nonfinite`` (excluded samples).
+
+    Columns: ``*by, ida_rd, std_images, ci_low, ci_high, n_images, n_samples, n_nonfinite``;
+    rows sorted by the keys.
+    """
+    _check(n_boot, ci)
+    lf = _lazy(records)
+    keys = _keys(lf, by)
+    return _table(_image_frame(lf, keys, with_values=True), keys, n_boot, ci, seed)
+
+
+def _wilcoxon(diffs: np.ndarray) -> float:
+    """Wilcoxon signed-rank p-value over per-image mean differences; NaN when undefined."""
+    if diffs.size < 2 or not np.any(diffs != 0.0):
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small-sample / ties notes; the p-value is still what we report
+        return float(scipy.stats.wilcoxon(diffs).pvalue)
+
+
+def paired_differences(
+    records: Frame,
+    baseline: str,
+    by: Sequence[str] | None = None,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Each downscaler minus ``baseline`` on the same (image, seed) pairs.
+
+    Samples are paired on (keys other than downscaler, image, seed): same model, metric,
+    scale, image and SR seed, hence the same SR noise. Pairs where either side is missing
+    or non-finite are dropped. Per group (``by``, which must contain ``downscaler``):
+
+    * ``mean_diff``: mean over images of per-image mean paired differences (other minus
+      baseline; positive means the downscaler loses more information than the baseline).
+    * ``std_images``: std (ddof=1) over images of per-image mean differences.
+    * ``ci_low``, ``ci_high``: the same two-level bootstrap as `ida_rd_table`, on the
+      differences (images, then pairs within each image).
+    * ``p_wilcoxon``: Wilcoxon signed-rank p-value over per-image mean differences; NaN with
+      fewer than two images or all differences zero.
+    * ``n_images``, ``n_pairs``: images and pairs used.
+
+    Columns: ``*by, baseline, mean_diff, std_images, ci_low, ci_high, p_wilcoxon, n_images,
+    n_pairs``; rows sorted by the keys; the baseline itself and downscalers with no pair are
+    absent.
+    """
+    _check(n_boot, ci)
+    lf = _lazy(records)
+    keys = _keys(lf, by)
+    if "downscaler" not in keys:
+        raise ValueError("paired differences need 'downscaler' among the group keys")
+    names = lf.collect_schema().names()
+    if "seed" not in names:
+        raise ValueError("paired differences need a 'seed' column to pair samples")
+    on = [*(k for k in keys if k != "downscaler"), "image", "seed"]
+    usable = lf.filter(_usable(lf)).select([*keys, "image", "seed", "value"])
+    is_base = pl.col("downscaler") == baseline
+    if usable.filter(is_base).select(pl.len()).collect().item() == 0:
+        raise ValueError(f"baseline downscaler {baseline!r} has no finite records")
+    base = usable.filter(is_base).select([*on, pl.col("value").alias("_base")])
+    pairs = (
+        usable.filter(~is_base)
+        .join(base, on=on, how="inner", nulls_equal=True)
+        .select([*keys, "image", "seed", (pl.col("value") - pl.col("_base")).alias("value")])
+    )
+    images = _image_frame(pairs, keys, with_values=True)
+    table = _table(images, keys, n_boot, ci, seed, extra_key=("paired", baseline))
+    p_values = [_wilcoxon(_group_arrays(part)[0]) for _, part in _groups(images, keys)]
+    return table.rename({"ida_rd": "mean_diff", "n_samples": "n_pairs"}).with_columns(
+        baseline=pl.lit(baseline, dtype=pl.String),
+        p_wilcoxon=pl.Series(p_values, dtype=pl.Float64),
+    ).select([*keys, *PAIRED_COLUMNS])
+
+
+def spearman_ladder(table: pl.DataFrame, parameter: Mapping[str, float] | str, value: str = "ida_rd") -> float:
+    """Spearman correlation between a degradation parameter and IDA-RD along a ladder.
+
+    The paper validates IDA-RD by checking that it rises with the strength of a degradation
+    (blur sigma 1, 2, 3 -> rho = +1; contrast-decrease factor 0.75, 0.5, 0.25 -> -1).
+
+    ``parameter`` is either {downscaler id: parameter value} (rows of other downscalers are
+    ignored) or the name of a column of ``table``. The selected rows must be one per
+    downscaler, i.e. ``table`` filtered to one model/metric/scale. rho is rounded to 12
+    decimals: it is a correlation of exact ranks, so anything beyond is rounding error, and
+    a perfect ladder then reads exactly +1.0 or -1.0. NaN for fewer than two rows or a
+    constant side.
+    """
+    if isinstance(parameter, str):
+        rows = table.with_columns(_p=pl.col(parameter).cast(pl.Float64))
+    else:
+        mapping = pl.DataFrame({"downscaler": list(parameter), "_p": [float(v) for v in parameter.values()]})
+        rows = table.join(mapping, on="downscaler", how="inner")
+    rows = rows.drop_nulls(["_p", value])
+    if "downscaler" in rows.columns and rows["downscaler"].n_unique() != rows.height:
+        raise ValueError("several rows per downscaler: filter the table to one model, metric and scale first")
+    x, y = rows["_p"].to_numpy(), rows[value].to_numpy()
+    if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return math.nan
+    return round(float(scipy.stats.spearmanr(x, y).statistic), 12)
+
+
+def format_pm(mean: float | None, std: float | None, digits: int = 3) -> str:
+    """The paper's ``0.321±0.048`` (IDA-RD ± std over images); just the mean when std is
+    missing (one image), and ``—`` when the mean is (no finite sample)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f}±{std:.{digits}f}"
