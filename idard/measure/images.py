@@ -17,11 +17,12 @@ are read with ``pypng`` and ``tifffile`` instead, keeping all 16 bits.
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
@@ -64,11 +65,11 @@ def _to_rgb(array: np.ndarray, max_value: float) -> np.ndarray:
     return np.ascontiguousarray(np.clip(x, 0.0, 1.0))
 
 
-def _read_png16(path: Path) -> np.ndarray | None:
+def _read_png16(data: bytes) -> np.ndarray | None:
     """16-bit PNG pixels with all bits, or None when the PNG is 8-bit or less."""
     import png  # pypng: pure-Python decoder, used only for 16-bit files
 
-    reader = png.Reader(filename=str(path))
+    reader = png.Reader(bytes=data)
     width, height, rows, info = reader.asDirect()
     if info["bitdepth"] != 16:
         return None
@@ -77,10 +78,10 @@ def _read_png16(path: Path) -> np.ndarray | None:
     return data.reshape(height, width, planes)
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, int] | None:
+def _read_tiff(raw: bytes) -> tuple[np.ndarray, int] | None:
     import tifffile
 
-    data = tifffile.imread(str(path))
+    data = tifffile.imread(io.BytesIO(raw))
     if data.dtype == np.uint16:
         return data, 16
     if data.dtype == np.uint8:
@@ -88,8 +89,8 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, int] | None:
     return None  # let Pillow try the rarer layouts
 
 
-def _read_with_pillow(path: Path) -> tuple[np.ndarray, float, int]:
-    with Image.open(path) as img:
+def _read_with_pillow(data: bytes) -> tuple[np.ndarray, float, int]:
+    with Image.open(io.BytesIO(data)) as img:
         img.load()  # decode now: truncated files fail here, not later
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -112,29 +113,40 @@ def load_image(path: str | Path, name: str | None = None) -> RGBImage:
     if not path.is_file():
         raise ImageError(f"{path}: no such image file")
     try:
-        suffix = path.suffix.lower()
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_image(data, name=name or path.stem, source=str(path))
+
+
+def decode_image(data: bytes, name: str, source: str) -> RGBImage:
+    """Decode the bytes of an image file; ``source`` (path or URI) names it in errors.
+
+    Decoding from bytes lets a distributed run ship the compressed file to a worker, not
+    the float pixels, which are ten times larger.
+    """
+    try:
+        suffix = Path(source).suffix.lower()
         decoded: tuple[np.ndarray, float, int] | None = None
         if suffix == ".png":
-            png16 = _read_png16(path)
+            png16 = _read_png16(data)
             if png16 is not None:
                 decoded = (png16, 65535.0, 16)
         elif suffix in (".tif", ".tiff"):
-            tiff = _read_tiff(path)
+            tiff = _read_tiff(data)
             if tiff is not None:
                 decoded = (tiff[0], 65535.0 if tiff[1] == 16 else 255.0, tiff[1])
         if decoded is None:
-            decoded = _read_with_pillow(path)
+            decoded = _read_with_pillow(data)
         array, max_value, bit_depth = decoded
         pixels = _to_rgb(array, max_value)
     except ImageError:
         raise
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
-    except Exception as exc:  # third-party decoders raise their own error classes
-        raise ImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # PIL, pypng and tifffile raise their own error classes
+        raise ImageError(f"{source}: cannot decode image ({type(exc).__name__}: {exc})") from None
     if pixels.shape[0] == 0 or pixels.shape[1] == 0:
-        raise ImageError(f"{path}: image has no pixels")
-    return RGBImage(name=name or path.stem, pixels=pixels, bit_depth=bit_depth, source=str(path))
+        raise ImageError(f"{source}: image has no pixels")
+    return RGBImage(name=name, pixels=pixels, bit_depth=bit_depth, source=source)
 
 
 def crop_to_multiple(image: RGBImage, scale: int) -> RGBImage:

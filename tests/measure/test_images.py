@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from idard.measure.images import ImageError, RGBImage, crop_to_multiple, load_image, save_image
+from idard.measure.images import ImageError, RGBImage, crop_to_multiple, decode_image, load_image, save_image
 
 RNG = np.random.default_rng(0)
 RGB8 = RNG.integers(0, 256, size=(13, 17, 3), dtype=np.uint8)
@@ -83,6 +83,20 @@ def test_broken_files_raise_an_error_naming_the_file(tmp_path: Path) -> None:
     for path in (truncated, text, tmp_path / "missing.png"):
         with pytest.raises(ImageError, match=path.name):
             load_image(path)
+
+
+def test_bytes_decode_exactly_as_the_file_and_errors_name_the_source(tmp_path: Path) -> None:
+    """Workers receive compressed bytes, not paths: the decoding must not differ."""
+    deep = RNG.integers(0, 65536, size=(5, 7, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "deep.tif", deep)
+    Image.fromarray(RGB8).save(tmp_path / "ok.webp", lossless=True)
+    for name in ("deep.tif", "ok.webp"):
+        from_bytes = decode_image((tmp_path / name).read_bytes(), name="x", source=f"s3://bucket/{name}")
+        from_file = load_image(tmp_path / name)
+        np.testing.assert_array_equal(from_bytes.pixels, from_file.pixels)
+        assert from_bytes.bit_depth == from_file.bit_depth
+    with pytest.raises(ImageError, match="s3://bucket/cut.png: cannot decode"):
+        decode_image((tmp_path / "ok.webp").read_bytes()[:40], name="cut", source="s3://bucket/cut.png")
 
 
 def test_crop_to_multiple_is_centred_and_never_resamples() -> None:
