@@ -34,7 +34,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``name(k=v, ...)`` into the name and literal keyword arguments.
 
     Only Python literals are accepted as values (numbers, strings, booleans, None,
-    tuples and lists of them), so a suite file can never run code.
+    tuples and lists of them), so a suite file can never run code. A bare word is read
+    as a string (``blur(base=nearest)``), which is what a suite author means by it.
     """
     match = _SPEC.match(spec)
     if match is None:
@@ -57,7 +58,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         if kw.arg is None:
             raise SpecError(f"plug-in spec {spec!r}: '**' is not allowed")
         try:
-            params[kw.arg] = ast.literal_eval(kw.value)
+            if isinstance(kw.value, ast.Name) and kw.value.id not in ("True", "False", "None"):
+                params[kw.arg] = kw.value.id
+            else:
+                params[kw.arg] = ast.literal_eval(kw.value)
         except ValueError:
             raise SpecError(
                 f"plug-in spec {spec!r}: value of {kw.arg!r} must be a literal "
