@@ -66,12 +66,26 @@ def _error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What to compute for one LR image: its downscaler, the sample seeds, the metrics.
+
+    A distributed run asks only for the keys its record store lacks, so requests for one
+    HR image may differ in seeds and metrics; requests with the same seeds share batches.
+    """
+
+    downscaler: Downscaler
+    seeds: tuple[int, ...]
+    metrics: tuple[Any, ...]  # distortion plug-ins
+
+
 @dataclasses.dataclass
 class ImageEvaluator:
-    """Computes every record of one HR image; holds the loaded model and metrics.
+    """Computes the records of one HR image; holds the loaded model and metrics.
 
     Build it once per process (or Ray actor) and call it per image: the model and the
-    metric networks are loaded on first use and kept.
+    metric networks are moved to the device on first use and kept. ``downscalers``,
+    ``metrics`` and ``seeds`` are the defaults when a call does not pass `Request`s.
     """
 
     downscalers: Sequence[Downscaler]
@@ -87,16 +101,17 @@ class ImageEvaluator:
     def __post_init__(self) -> None:
         if self.scale != self.model.scale:
             raise ValueError(f"model {self.model.id} upscales x{self.model.scale}, but the scale asked for is x{self.scale}")
-        if not self.seeds:
-            raise ValueError("at least one sample seed is needed")
-        self._ready = False
+        self._model_ready = False
+        self._metrics_ready: set[int] = set()
 
-    def _prepare(self) -> None:
-        if not self._ready:
+    def _prepare(self, metrics: Iterable[Any]) -> None:
+        if not self._model_ready:
             self.model.to(self.device)
-            for metric in self.metrics:
+            self._model_ready = True
+        for metric in metrics:
+            if id(metric) not in self._metrics_ready:
                 metric.to(self.device)
-            self._ready = True
+                self._metrics_ready.add(id(metric))
 
     def _row(self, image: str, downscaler: str, metric: str, seed: int, **fields: Any) -> dict[str, Any]:
         row: dict[str, Any] = dict.fromkeys(RECORD_SCHEMA)
@@ -108,77 +123,86 @@ class ImageEvaluator:
         row.update(fields)
         return row
 
-    def error_rows(
-        self, image: str, error: str, downscalers: Iterable[Downscaler] | None = None, seeds: Iterable[int] | None = None
-    ) -> list[dict[str, Any]]:
-        """Records that say why an (image, downscaler) produced no distortion values."""
+    def error_rows(self, image: str, error: str, requests: Iterable[Request]) -> list[dict[str, Any]]:
+        """Records that say why a request produced no distortion values."""
         return [
-            self._row(image, d.id, m.id, s, value=float("nan"), error=error)
-            for d in (downscalers if downscalers is not None else self.downscalers)
-            for m in self.metrics
-            for s in (seeds if seeds is not None else self.seeds)
+            self._row(image, r.downscaler.id, m.id, s, value=float("nan"), error=error)
+            for r in requests
+            for m in r.metrics
+            for s in r.seeds
         ]
 
-    def __call__(self, image: RGBImage | str | Path) -> list[dict[str, Any]]:
-        """All records of one image; failures become error records, never exceptions."""
+    def default_requests(self) -> list[Request]:
+        if not self.seeds:
+            raise ValueError("at least one sample seed is needed")
+        return [Request(d, tuple(self.seeds), tuple(self.metrics)) for d in self.downscalers]
+
+    def __call__(
+        self, image: RGBImage | str | Path, requests: Sequence[Request] | None = None
+    ) -> list[dict[str, Any]]:
+        """Records of one image (all defaults, or ``requests``); failures become error
+        records, never exceptions."""
+        requests = list(requests) if requests is not None else self.default_requests()
         name = image.name if isinstance(image, RGBImage) else Path(image).stem
         try:
             hr = image if isinstance(image, RGBImage) else load_image(image)
             hr = crop_to_multiple(hr, self.scale)
         except Exception as exc:  # noqa: BLE001 - an unusable image is a record, not a crash
-            return self.error_rows(name, _error_message(exc))
-        self._prepare()
+            return self.error_rows(name, _error_message(exc), requests)
+        self._prepare(m for r in requests for m in r.metrics)
 
         rows: list[dict[str, Any]] = []
-        lrs: list[tuple[Downscaler, np.ndarray]] = []
-        for downscaler in self.downscalers:
+        by_seeds: dict[tuple[int, ...], list[tuple[Request, np.ndarray]]] = {}
+        for request in requests:
             try:
-                lr = downscaler(hr, self.scale)
-                lrs.append((downscaler, quantize_8bit(lr) if self.quantize_lr else lr))
+                lr = request.downscaler(hr, self.scale)
+                lr = quantize_8bit(lr) if self.quantize_lr else lr
+                by_seeds.setdefault(tuple(request.seeds), []).append((request, lr))
             except Exception as exc:  # noqa: BLE001
-                rows += self.error_rows(name, _error_message(exc), [downscaler])
+                rows += self.error_rows(name, _error_message(exc), [request])
 
         hr_tensor = to_tensor(hr.pixels, self.device)
-        per_call = max(1, self.max_batch // len(self.seeds))
-        for start in range(0, len(lrs), per_call):
-            chunk = lrs[start : start + per_call]
-            rows += self._score_chunk(name, hr_tensor, chunk)
+        for seeds, lrs in by_seeds.items():
+            per_call = max(1, self.max_batch // len(seeds))
+            for start in range(0, len(lrs), per_call):
+                rows += self._score_chunk(name, hr_tensor, seeds, lrs[start : start + per_call])
         return rows
 
     def _score_chunk(
-        self, name: str, hr: torch.Tensor, chunk: list[tuple[Downscaler, np.ndarray]]
+        self, name: str, hr: torch.Tensor, seeds: tuple[int, ...], chunk: list[tuple[Request, np.ndarray]]
     ) -> list[dict[str, Any]]:
         lr = to_tensor([pixels for _, pixels in chunk], self.device)
         started = time.perf_counter()
         try:
             with torch.inference_mode():
-                sr = self.model.sample(lr, list(self.seeds))
+                sr = self.model.sample(lr, list(seeds))
         except Exception as exc:  # noqa: BLE001
-            return [r for d, _ in chunk for r in self.error_rows(name, _error_message(exc), [d])]
+            return self.error_rows(name, _error_message(exc), [r for r, _ in chunk])
         if sr.is_cuda:
             torch.cuda.synchronize()
-        sample_seconds = (time.perf_counter() - started) / (len(chunk) * len(self.seeds))
+        sample_seconds = (time.perf_counter() - started) / (len(chunk) * len(seeds))
 
         rows: list[dict[str, Any]] = []
-        for (downscaler, _), samples in zip(chunk, sr):
-            rows += self._score_samples(name, downscaler, hr, samples, sample_seconds)
+        for (request, _), samples in zip(chunk, sr):
+            rows += self._score_samples(name, request, hr, samples, sample_seconds)
         return rows
 
     def _score_samples(
-        self, name: str, downscaler: Downscaler, hr: torch.Tensor, samples: torch.Tensor, sample_seconds: float
+        self, name: str, request: Request, hr: torch.Tensor, samples: torch.Tensor, sample_seconds: float
     ) -> list[dict[str, Any]]:
         """Score the K samples of one LR image against its HR image."""
         if samples.shape[-2:] != hr.shape[-2:]:
             error = f"model output {tuple(samples.shape[-2:])} does not match HR {tuple(hr.shape[-2:])}"
-            return self.error_rows(name, error, [downscaler])
+            return self.error_rows(name, error, [request])
         finite = torch.isfinite(samples).flatten(1).all(dim=1).cpu().tolist()
         good = [k for k, ok in enumerate(finite) if ok]
         scored = samples[good].clamp(0.0, 1.0)
         if self.quantize_sr:
             scored = torch.round(scored * 255.0) / 255.0
 
+        downscaler = request.downscaler.id
         rows: list[dict[str, Any]] = []
-        for metric in self.metrics:
+        for metric in request.metrics:
             started = time.perf_counter()
             try:
                 values = metric(hr, scored).tolist() if good else []
@@ -187,15 +211,15 @@ class ImageEvaluator:
                 values, error = [float("nan")] * len(good), _error_message(exc)
             metric_seconds = (time.perf_counter() - started) / max(1, len(good))
             by_sample = dict(zip(good, values))
-            for k, seed in enumerate(self.seeds):
+            for k, seed in enumerate(request.seeds):
                 if k in by_sample:
                     ok = error is None and bool(np.isfinite(by_sample[k]))
-                    rows.append(self._row(name, downscaler.id, metric.id, seed, value=float(by_sample[k]),
+                    rows.append(self._row(name, downscaler, metric.id, seed, value=float(by_sample[k]),
                                           finite=ok, error=error, sample_seconds=sample_seconds,
                                           metric_seconds=metric_seconds))
                 else:
                     bad = int((~torch.isfinite(samples[k])).sum())
-                    rows.append(self._row(name, downscaler.id, metric.id, seed, value=float("nan"),
+                    rows.append(self._row(name, downscaler, metric.id, seed, value=float("nan"),
                                           error=f"non-finite SR sample ({bad} NaN/Inf values)",
                                           sample_seconds=sample_seconds))
         return rows

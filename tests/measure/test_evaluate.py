@@ -82,3 +82,25 @@ def test_images_too_small_for_the_scale_are_error_records(untrained_weights: Pat
 def test_a_scale_the_model_cannot_decode_is_refused(untrained_weights: Path) -> None:
     with pytest.raises(ValueError, match="upscales x4, but the scale asked for is x8"):
         evaluate([_photo("a")], ["bicubic"], f"srflow(weights='{untrained_weights}')", scale=8)
+
+
+def test_requests_compute_exactly_the_keys_asked_for(untrained_weights: Path) -> None:
+    """A resumed run asks for some seeds and metrics only; values match a full run's."""
+    from idard.measure.distortions import DISTORTIONS
+    from idard.measure.downscalers import DOWNSCALERS
+    from idard.measure.evaluate import ImageEvaluator, Request
+    from idard.measure.models import MODELS
+
+    model = MODELS.create(f"srflow(weights='{untrained_weights}')")
+    psnr, ssim = DISTORTIONS.create("psnr"), DISTORTIONS.create("ssim")
+    evaluator = ImageEvaluator(downscalers=(), model=model, metrics=(), seeds=(), scale=4)
+    image = _photo("a")
+    rows = evaluator(image, [Request(DOWNSCALERS.create("box"), (3,), (psnr, ssim)),
+                             Request(DOWNSCALERS.create("nearest"), (0, 2), (psnr,))])
+    got = {(r["downscaler"], r["metric"], r["seed"]): r["value"] for r in rows}
+    assert set(got) == {("box", "psnr", 3), ("box", "ssim", 3), ("nearest", "psnr", 0), ("nearest", "psnr", 2)}
+    full = evaluate([image], ["box", "nearest"], model, seeds=[0, 1, 2, 3], metrics=["psnr", "ssim"])
+    for (downscaler, metric, seed), value in got.items():
+        expected = full.filter((pl.col("downscaler") == downscaler) & (pl.col("metric") == metric)
+                               & (pl.col("seed") == seed))["value"].item()
+        assert value == pytest.approx(expected, abs=1e-4)
