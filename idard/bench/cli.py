@@ -26,8 +26,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 class UsageError(Exception):
@@ -173,6 +174,106 @@ def _missing() -> object:
     return dataclasses.MISSING
 
 
+def _suite(path: Path | None):
+    from idard.bench.jobs import default_suite
+    from idard.bench.suite import load_suite
+
+    return load_suite(path if path is not None else default_suite())
+
+
+def _out(out: str | None, suite) -> str:
+    return out if out is not None else str(Path("runs") / suite.name)
+
+
+SuiteOption = Annotated[Path | None, typer.Option("--suite", help="Suite YAML (default: benchmark/quickstart.yaml).")]
+OutOption = Annotated[str | None, typer.Option("--out", help="Run directory or object-store URI (default: runs/<suite name>).")]
+
+
+@app.command()
+def run(
+    suite_path: SuiteOption = None,
+    out: OutOption = None,
+    address: Annotated[str | None, typer.Option(help="Existing Ray cluster: auto, HOST:PORT or ray://HOST:10001.")] = None,
+    cluster: Annotated[Path | None, typer.Option(help="Ray cluster-launcher YAML: bring it up and run the suite there.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Number of model actors (default: one per GPU, else per node).")] = None,
+    cpus_per_worker: Annotated[int | None, typer.Option(min=1, help="CPU workers: cores (torch threads) per actor.")] = None,
+    gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="Use GPUs when the cluster has them.")] = True,
+    bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the 95% CI.")] = 1000,
+    baseline: Annotated[str | None, typer.Option(help="Downscaler id for paired differences (default: bicubic if in the suite).")] = None,
+    flush_records: Annotated[int, typer.Option(min=1, help="Records per Parquet part: fewer lose less to a crash.")] = 2000,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Ray's logs.")] = False,
+) -> None:
+    """Run a benchmark suite: compute the records the run directory lacks, then the IDA-RD table.
+
+    Incremental and resumable: records already in the run directory are never recomputed,
+    so an interrupted run continues where it stopped and a grown suite computes only its
+    new keys.
+    """
+    from idard.bench.jobs import run_suite
+    from idard.bench.runner import RunOptions
+
+    with user_errors():
+        suite = _suite(suite_path)
+        target = _out(out, suite)
+        if cluster is not None:
+            from idard.bench.cluster import run_on_cluster
+
+            extra = [f"--bootstrap={bootstrap}"] + ([f"--baseline={baseline}"] if baseline else [])
+            raise typer.Exit(run_on_cluster(cluster, Path(suite.path), target, extra, console=console))
+        options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                             use_gpus=gpu, flush_records=flush_records, verbose=verbose)
+        summary = run_suite(suite, target, options, console)
+        _print_report(summary.records, target, baseline if baseline else _default_baseline(suite), bootstrap)
+        if summary.result is not None:
+            r = summary.result
+            console.print(f"computed {r.computed_tasks} records in {r.seconds:.0f} s "
+                          f"({r.computed_tasks / max(r.seconds, 1e-9):.1f}/s) on {len(r.workers)} worker(s)"
+                          + (f"; {r.failed_units} image(s) failed on every attempt" if r.failed_units else ""),
+                          highlight=False)
+
+
+def _default_baseline(suite) -> str | None:
+    return "bicubic" if "bicubic" in suite.downscalers else None
+
+
+def _print_report(records, out: str, baseline: str | None, bootstrap: int) -> None:
+    """Reduce records to the IDA-RD table (and paired differences); print and write them."""
+    import polars as pl
+
+    from idard.bench.report import rich_table, write_reports
+    from idard.measure.statistics import ida_rd_table
+
+    table = ida_rd_table(records, by=["downscaler", "model", "metric", "scale"], n_boot=bootstrap)
+    written = write_reports(table, Path(out)) if "://" not in out else []
+    console.print(rich_table(table))
+    errors = records.filter(pl.col("error").is_not_null()).select("image", "downscaler", "error").unique().collect()
+    if errors.height:
+        console.print(f"{errors.height} (image, downscaler) pairs have error records, e.g. "
+                      f"{errors.row(0)[0]} / {errors.row(0)[1]}: {errors.row(0)[2]}", highlight=False)
+    if written:
+        console.print(f"tables: {', '.join(str(p) for p in written)}", highlight=False)
+
+
+@app.command()
+def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
+    """What is done and what is missing for a suite in a run directory."""
+    from rich.table import Table
+
+    from idard.bench.jobs import suite_status
+
+    with user_errors():
+        suite = _suite(suite_path)
+        target = _out(out, suite)
+        plan, table = suite_status(suite, target)
+        shown = Table(title=f"{suite.name} in {target}: {plan.done_tasks}/{plan.total_tasks} records done",
+                      title_justify="left")
+        for column in ("model", "downscaler", "done", "missing", "errors", "nonfinite"):
+            shown.add_column(column, justify="left" if column in ("model", "downscaler") else "right")
+        for row in table.select("model", "downscaler", "done", "missing", "errors", "nonfinite").iter_rows():
+            shown.add_row(*map(str, row))
+        console.print(shown)
+
+
 @app.command("train-srflow")
 def train_srflow(
     out: Annotated[Path, typer.Option(help="Where to write the safetensors weights (a .json report goes beside it).")] = Path(
@@ -181,6 +282,7 @@ def train_srflow(
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 2500,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, crops and dequantisation noise.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+    blind: Annotated[bool, typer.Option("--blind/--bicubic-only", help="LR bicubic plus random degradations (default) or bicubic only.")] = True,
 ) -> None:
     """Train the embedded smoke-test SRFlow (TINY_4X, 4x) on photographs bundled in packages.
 
@@ -188,7 +290,7 @@ def train_srflow(
     """
     from idard.measure.models.srflow.training import TrainingSettings, train
 
-    train(out, TrainingSettings(steps=steps, seed=seed, threads=threads), log=lambda line: print(line, flush=True))
+    train(out, TrainingSettings(steps=steps, seed=seed, threads=threads, blind=blind), log=lambda line: print(line, flush=True))
 
 
 def version_callback(value: bool) -> None:

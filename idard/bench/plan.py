@@ -1,0 +1,135 @@
+"""Planning: a suite, minus what the record store holds, grouped into work units.
+
+A task is one record key (image, downscaler, model, metric, seed). The plan expands the
+suite into all of them, removes the keys already in the store (an anti-join in Polars,
+streaming, so the store may hold millions of records), and groups the rest by (image,
+model): one work unit decodes its HR image once, downscales it once per downscaler and
+draws all the seeds it needs in batched model calls, on one worker.
+
+Identity: a model's id says its family, weights path and temperature, so a new heat is a
+new model and nothing is reused for it. New weights behind an unchanged path would keep
+the id, so the planner also compares weights hashes and refuses to mix: records made with
+other weights are never silently counted as this model's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import polars as pl
+
+from idard.bench.sources import ImageRef, list_images
+from idard.bench.store import RecordStore
+from idard.bench.suite import Suite
+from idard.measure.evaluate import KEY_COLUMNS
+from idard.measure.models import MODELS
+
+
+class StaleRecordsError(ValueError):
+    """The store holds records of a model id made with different weights."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One LR image's share of a unit: its downscaler, the seeds and metrics to score."""
+
+    downscaler: str
+    seeds: tuple[int, ...]
+    metrics: tuple[str, ...]
+
+    @property
+    def tasks(self) -> int:
+        return len(self.seeds) * len(self.metrics)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkUnit:
+    """Everything one worker computes for one (HR image, model)."""
+
+    image: ImageRef
+    model: str
+    items: tuple[Item, ...]
+
+    @property
+    def tasks(self) -> int:
+        return sum(item.tasks for item in self.items)
+
+
+@dataclasses.dataclass
+class Plan:
+    suite: Suite
+    images: list[ImageRef]
+    units: list[WorkUnit]
+    total_tasks: int  # keys the suite defines
+    done_tasks: int  # of those, already in the store
+
+    @property
+    def todo_tasks(self) -> int:
+        return self.total_tasks - self.done_tasks
+
+
+def _all_keys(suite: Suite, images: Sequence[ImageRef]) -> pl.LazyFrame:
+    def column(name: str, values: Sequence, dtype: pl.DataType) -> pl.LazyFrame:
+        return pl.LazyFrame({name: list(values)}, schema={name: dtype})
+
+    frames = [
+        column("image", [ref.name for ref in images], pl.String),
+        column("downscaler", suite.downscalers, pl.String),
+        column("model", suite.models, pl.String),
+        column("metric", suite.metrics, pl.String),
+        column("seed", suite.seeds, pl.Int64),
+    ]
+    keys = frames[0]
+    for frame in frames[1:]:
+        keys = keys.join(frame, how="cross")
+    return keys
+
+
+def check_weights(suite: Suite, store: RecordStore) -> None:
+    """Raise `StaleRecordsError` if the store holds a suite model made with other weights."""
+    held = (
+        store.scan().filter(pl.col("model").is_in(list(suite.models)) & pl.col("weights_hash").is_not_null())
+        .select("model", "weights_hash").unique().collect()
+    )
+    for model_id, old_hash in held.iter_rows():
+        current = MODELS.create(model_id).weights_hash
+        if old_hash != current:
+            raise StaleRecordsError(
+                f"{store.run_dir} holds records of {model_id} made with weights sha256 {old_hash[:12]}…, "
+                f"but its weights file now hashes to {current[:12]}…; records of different weights "
+                "must not mix: run into a new --out directory"
+            )
+
+
+def _units(todo: pl.DataFrame, refs: dict[str, ImageRef]) -> Iterator[WorkUnit]:
+    """Group missing keys by (image, model), then by the seeds and metrics they share."""
+    by_item = (
+        todo.group_by("image", "model", "downscaler", "metric", maintain_order=True)
+        .agg(pl.col("seed").sort())
+        .group_by("image", "model", "downscaler", "seed", maintain_order=True)
+        .agg(pl.col("metric").sort())
+    )
+    for (image, model), part in by_item.group_by("image", "model", maintain_order=True):
+        items = tuple(
+            Item(downscaler, tuple(seeds), tuple(metrics))
+            for downscaler, seeds, metrics in part.select("downscaler", "seed", "metric").iter_rows()
+        )
+        yield WorkUnit(refs[image], model, items)
+
+
+def make_plan(suite: Suite, store: RecordStore, images: list[ImageRef] | None = None) -> Plan:
+    """Expand ``suite`` and subtract ``store``: the work left to do."""
+    from pathlib import Path
+
+    images = images if images is not None else list_images(list(suite.images), Path(suite.base_dir))
+    check_weights(suite, store)
+    keys = _all_keys(suite, images)
+    held = store.scan().select(KEY_COLUMNS)
+    todo = keys.join(held, on=list(KEY_COLUMNS), how="anti").collect(engine="streaming")
+    # Units follow the suite's image order, so progress is predictable and resumable.
+    order = {ref.name: i for i, ref in enumerate(images)}
+    todo = todo.sort(pl.col("image").replace_strict(order, return_dtype=pl.Int64), maintain_order=True)
+    total = len(images) * len(suite.downscalers) * len(suite.models) * len(suite.metrics) * len(suite.seeds)
+    units = list(_units(todo, {ref.name: ref for ref in images}))
+    return Plan(suite=suite, images=images, units=units, total_tasks=total, done_tasks=total - todo.height)

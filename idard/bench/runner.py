@@ -1,0 +1,256 @@
+"""Running a plan on Ray: long-lived model actors, bounded streaming, atomic flushes.
+
+The driver (this module) plans, reads HR image bytes, puts them into the object store and
+hands work units to actors, never more than ``in_flight_per_worker`` per actor, so memory
+stays flat however many images a suite has. Each actor (`idard.bench.worker.Worker`)
+holds one device and keeps its models loaded. Results come back as small record frames
+and the driver, the store's only writer, flushes them as atomic Parquet parts.
+
+Failures:
+
+* An image that cannot be read or decoded, a too-small image, a non-finite sample: error
+  records, written like any other (the worker never raises for them).
+* A worker process or node dies: Ray restarts the actor (``max_restarts``) where resources
+  allow; its in-flight units fail with an actor error and the driver resubmits them to the
+  workers that are alive (up to ``max_unit_attempts``), and takes the restarted actor back
+  once it answers again. Every key is still written exactly once: a unit's records are
+  written only when its result arrives, and each unit's result is accepted once.
+* The driver dies: at most the unflushed records are lost; the next run's plan subtracts
+  what the store holds and computes the rest.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import time
+from typing import Any
+
+import polars as pl
+
+from idard.bench.plan import Plan, WorkUnit
+from idard.bench.progress import RunProgress
+from idard.bench.store import RecordStore
+from idard.measure.evaluate import RECORD_SCHEMA
+from idard.measure.models import MODELS
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How to execute (not what: that is the suite)."""
+
+    address: str | None = None  # existing Ray cluster; None starts a local one
+    workers: int | None = None  # default: one per GPU, else node cores / cpus_per_worker
+    cpus_per_worker: int | None = None  # CPU workers: torch threads each; default all of a node
+    use_gpus: bool = True
+    in_flight_per_worker: int = 2  # one computing, one queued: actors never wait for the driver
+    flush_records: int = 2000
+    flush_seconds: float = 15.0
+    max_unit_attempts: int = 3
+    verbose: bool = False
+
+
+@dataclasses.dataclass
+class RunResult:
+    computed_tasks: int
+    written_records: int
+    failed_units: int
+    seconds: float
+    workers: list[dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerShape:
+    count: int
+    num_cpus: int
+    num_gpus: int
+
+
+def worker_shape(options: RunOptions, units: int) -> WorkerShape:
+    """How many actors, with what resources, from what the Ray cluster has."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    gpus = int(sum(n["Resources"].get("GPU", 0) for n in nodes))
+    if options.use_gpus and gpus > 0:
+        count = min(options.workers or gpus, gpus)
+        return WorkerShape(count=max(1, min(count, units)), num_cpus=1, num_gpus=1)
+    node_cpus = [int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1]
+    if not node_cpus:
+        raise RuntimeError("the Ray cluster has no CPU or GPU to run workers on")
+    total = sum(node_cpus)
+    if options.cpus_per_worker:
+        per = options.cpus_per_worker
+    elif options.workers:
+        per = max(1, total // options.workers)
+    else:
+        per = min(node_cpus)  # one worker per (smallest) node, using all its cores
+    per = min(per, max(node_cpus))
+    fit = sum(c // per for c in node_cpus)
+    count = min(options.workers or fit, fit) if fit else 1
+    return WorkerShape(count=max(1, min(count, units)), num_cpus=per, num_gpus=0)
+
+
+def _read(unit: WorkUnit) -> bytes | Exception:
+    try:
+        return unit.image.read()
+    except Exception as exc:  # noqa: BLE001 - the worker turns it into error records
+        return exc
+
+
+def unit_error_records(unit: WorkUnit, error: str, suite_hash: str) -> pl.DataFrame:
+    """Error records for every key of a unit that no worker could compute."""
+    model = MODELS.create(unit.model)
+    rows = [
+        {"image": unit.image.name, "downscaler": item.downscaler, "model": unit.model, "metric": metric,
+         "seed": seed, "scale": model.scale, "value": float("nan"), "finite": False, "error": error,
+         "weights_hash": model.weights_hash, "device": None}
+        for item in unit.items for metric in item.metrics for seed in item.seeds
+    ]
+    frame = pl.DataFrame(rows, schema={k: RECORD_SCHEMA[k] for k in rows[0]})
+    return frame.with_columns(worker=pl.lit("driver"), suite_hash=pl.lit(suite_hash))
+
+
+class _Writer:
+    """Buffers record frames and flushes them as one part by size or age."""
+
+    def __init__(self, store: RecordStore, suite_hash: str, options: RunOptions) -> None:
+        self.store, self.suite_hash, self.options = store, suite_hash, options
+        self.buffer: list[pl.DataFrame] = []
+        self.rows = self.written = 0
+        self.last_flush = time.monotonic()
+
+    def add(self, frame: pl.DataFrame) -> None:
+        self.buffer.append(frame)
+        self.rows += frame.height
+        if self.rows >= self.options.flush_records or time.monotonic() - self.last_flush >= self.options.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.store.append(pl.concat(self.buffer, how="diagonal_relaxed"), self.suite_hash)
+            self.written += self.rows
+        self.buffer, self.rows, self.last_flush = [], 0, time.monotonic()
+
+
+def _init_ray(options: RunOptions) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    common = {"logging_level": logging.WARNING if not options.verbose else logging.INFO,
+              "log_to_driver": options.verbose, "configure_logging": True}
+    if options.address:
+        ray.init(address=options.address, **common)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **common)
+
+
+class _Pool:
+    """Actors, their in-flight units, and the ones lost to a failure until they return."""
+
+    def __init__(self, actors: list[Any], per_actor: int) -> None:
+        self.actors = actors
+        self.per_actor = per_actor
+        self.load = [0] * len(actors)
+        self.alive = [True] * len(actors)
+        self.probes: dict[Any, int] = {}
+
+    def free(self) -> int | None:
+        candidates = [i for i in range(len(self.actors)) if self.alive[i] and self.load[i] < self.per_actor]
+        return min(candidates, key=lambda i: self.load[i]) if candidates else None
+
+    def lost(self, index: int) -> None:
+        """An actor failed: take it out and ask when it is back (Ray restarts it)."""
+        if self.alive[index]:
+            self.alive[index] = False
+            self.probes[self.actors[index].info.remote()] = index
+
+    def revived(self, probe: Any) -> None:
+        index = self.probes.pop(probe)
+        self.alive[index] = True
+
+
+def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunProgress) -> RunResult:
+    """Compute every unit of ``plan`` on Ray and write the records to ``store``."""
+    import ray
+    from ray.exceptions import ActorUnavailableError, GetTimeoutError, ObjectLostError, RayActorError, RayTaskError
+
+    from idard.bench.worker import Worker
+
+    started = time.perf_counter()
+    suite_hash = plan.suite.digest()
+    _init_ray(options)
+    shape = worker_shape(options, len(plan.units))
+    actor_cls = ray.remote(Worker).options(
+        num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=-1, max_task_retries=0,
+        scheduling_strategy="SPREAD",
+    )
+    threads = shape.num_cpus if shape.num_gpus == 0 else None
+    actors = [actor_cls.remote(threads=threads, max_batch=plan.suite.max_batch) for _ in range(shape.count)]
+    infos = ray.get([a.info.remote() for a in actors])
+    progress.start(plan.total_tasks, plan.done_tasks, len(actors))
+    pool = _Pool(actors, options.in_flight_per_worker)
+    writer = _Writer(store, suite_hash, options)
+    queue = collections.deque((unit, 1) for unit in plan.units)
+    in_flight: dict[Any, tuple[WorkUnit, int, int]] = {}  # result ref -> unit, attempt, actor
+    failed_units = 0
+
+    def give_up(unit: WorkUnit, error: str) -> None:
+        nonlocal failed_units
+        failed_units += 1
+        writer.add(unit_error_records(unit, error, suite_hash))
+        progress.advance(unit.tasks, "driver")
+
+    try:
+        while queue or in_flight:
+            while queue and (index := pool.free()) is not None:
+                unit, attempt = queue.popleft()
+                ref = actors[index].run.remote(unit, ray.put(_read(unit)))
+                in_flight[ref] = (unit, attempt, index)
+                pool.load[index] += 1
+            if not in_flight and queue:  # every actor is down: wait for one to come back
+                waiting = list(pool.probes)
+                if not waiting:
+                    raise RuntimeError("all workers are gone and none is restarting")
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=5.0)
+                for probe in ready:
+                    pool.revived(probe)
+                continue
+            ready, _ = ray.wait([*in_flight, *pool.probes], num_returns=1, timeout=1.0)
+            for ref in ready:
+                if ref in pool.probes:
+                    try:
+                        ray.get(ref)
+                        pool.revived(ref)
+                    except (RayActorError, ActorUnavailableError):
+                        index = pool.probes.pop(ref)
+                        pool.alive[index] = True  # let the next submission find out again
+                        pool.lost(index)
+                    continue
+                unit, attempt, index = in_flight.pop(ref)
+                pool.load[index] -= 1
+                try:
+                    frame = ray.get(ref)
+                except (RayActorError, ActorUnavailableError, ObjectLostError, GetTimeoutError) as exc:
+                    pool.lost(index)
+                    if attempt < options.max_unit_attempts:
+                        progress.note(f"worker {index} lost ({type(exc).__name__}); resubmitting {unit.image.name}")
+                        queue.appendleft((unit, attempt + 1))
+                    else:
+                        give_up(unit, f"gave up after {attempt} attempts: {type(exc).__name__}")
+                    continue
+                except RayTaskError as exc:
+                    give_up(unit, f"worker error: {exc.cause!r}" if exc.cause else str(exc).splitlines()[0])
+                    continue
+                writer.add(frame)
+                progress.advance(unit.tasks, str(frame["worker"][0]) if frame.height else infos[index]["worker"])
+    finally:
+        writer.flush()
+        progress.stop()
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+    return RunResult(computed_tasks=progress.computed, written_records=writer.written, failed_units=failed_units,
+                     seconds=time.perf_counter() - started, workers=infos)

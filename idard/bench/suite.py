@@ -1,0 +1,237 @@
+"""Benchmark suites: the YAML file that says what a run computes.
+
+A suite is data, never code: plug-ins are named by registered specs
+(``blur(sigma=2)``, ``srflow(weights=ckpt/SRFlow_DF2K_4X.pth, heat=0.9)``) or by mappings
+with a ``name`` key, and values are literals. Every key is checked on load, and an error
+names the file, the key and what is allowed, before any model is loaded::
+
+    name: quickstart
+    images: [bundled:held-out]        # folders, globs, s3://... URIs; relative to this file
+    hr_policy: center-crop            # HR sides cropped to a multiple of the scale
+    scales: [4]                       # optional: the scales the models must have
+    downscalers: [bicubic, nearest, blur(sigma=2)]
+    models: [srflow-tiny-4x]
+    metrics: [lpips-alex]
+    samples: 8                        # seeds 0..7; or seeds: [list], or seed_start: N
+    max_batch: 64                     # SR samples per model call
+
+Relative paths (image folders, ``weights=``, ``precomputed(folder=...)``) are resolved
+against the suite file's folder, so a suite runs the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from idard.measure.distortions import DISTORTIONS
+from idard.measure.downscalers import DOWNSCALERS
+from idard.measure.models import MODELS
+from idard.measure.registry import Registry, SpecError, parse_spec
+
+HR_POLICIES = ("center-crop",)
+_KEYS = {
+    "name": "a short name for tables and run directories",
+    "description": "free text",
+    "images": "a list of image sources (bundled:held-out, a folder, a glob, a URI)",
+    "hr_policy": f"one of {', '.join(HR_POLICIES)}",
+    "scales": "a list of integer scale factors",
+    "downscalers": "a list of downscaler specs",
+    "models": "a list of SR model specs",
+    "metrics": "a list of distortion names",
+    "samples": "K, the number of SR samples per LR image",
+    "seeds": "an explicit list of sample seeds (instead of samples)",
+    "seed_start": "first seed when seeds are 0-based otherwise (seeds = seed_start .. seed_start+K-1)",
+    "max_batch": "SR samples per model call (bounds device memory)",
+}
+_REQUIRED = ("images", "downscalers", "models")
+#: Parameters that hold file paths, resolved against the suite's folder.
+_PATH_PARAMS = ("weights", "folder")
+
+
+class SuiteError(ValueError):
+    """A suite that cannot run; the message names the file and the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A validated suite; plug-ins are stored by their canonical ids."""
+
+    name: str
+    images: tuple[str, ...]
+    downscalers: tuple[str, ...]
+    models: tuple[str, ...]
+    metrics: tuple[str, ...] = ("lpips-alex",)
+    seeds: tuple[int, ...] = tuple(range(8))
+    scales: tuple[int, ...] = ()
+    hr_policy: str = "center-crop"
+    max_batch: int = 64
+    description: str = ""
+    base_dir: str = "."  # where relative image sources are resolved
+    path: str = ""  # the file it came from, for messages
+
+    @property
+    def samples(self) -> int:
+        return len(self.seeds)
+
+    def digest(self) -> str:
+        """Hash of what the suite computes (not its name or description): its provenance."""
+        content = {k: getattr(self, k) for k in ("images", "downscalers", "models", "metrics",
+                                                  "seeds", "hr_policy", "base_dir")}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _fail(path: str, key: str, problem: str) -> SuiteError:
+    return SuiteError(f"{path}: key {key!r}: {problem}")
+
+
+def _resolve_paths(params: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(params)
+    for key in _PATH_PARAMS:
+        value = out.get(key)
+        if isinstance(value, str) and value and "://" not in value and not Path(value).expanduser().is_absolute():
+            out[key] = str((base / value).resolve())
+    return out
+
+
+def _spec_params(spec: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(spec, str):
+        return parse_spec(spec.strip())
+    if isinstance(spec, Mapping):
+        params = dict(spec)
+        if "name" not in params:
+            raise SpecError(f"mapping {dict(spec)!r} has no 'name' key")
+        return str(params.pop("name")), params
+    raise SpecError(f"{spec!r} is neither a spec string nor a mapping with a 'name' key")
+
+
+def _plugins(raw: Any, registry: Registry, path: str, key: str, base: Path) -> tuple[list[Any], list[str]]:
+    """Instances and canonical ids of a list of specs; errors name the list position."""
+    if isinstance(raw, (str, Mapping)):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise _fail(path, key, f"must be a non-empty list; allowed: {', '.join(registry.names())}")
+    instances, ids = [], []
+    for i, spec in enumerate(raw):
+        where = f"{key}[{i}]"
+        try:
+            name, params = _spec_params(spec)
+            instance = registry.create({"name": name, **_resolve_paths(params, base)})
+        except SpecError as exc:
+            raise _fail(path, where, str(exc)) from None
+        if instance.id in ids:
+            raise _fail(path, where, f"{instance.id} is listed twice")
+        instances.append(instance)
+        ids.append(instance.id)
+    return instances, ids
+
+
+def _int_list(raw: Any, path: str, key: str, minimum: int) -> list[int]:
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in items):
+        raise _fail(path, key, f"must be a list of integers >= {minimum}, got {raw!r}")
+    if len(set(items)) != len(items):
+        raise _fail(path, key, f"has repeated values: {raw!r}")
+    return items
+
+
+def _positive_int(raw: Any, path: str, key: str) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+        raise _fail(path, key, f"must be a positive integer, got {raw!r}")
+    return raw
+
+
+def _seeds(data: Mapping[str, Any], path: str) -> tuple[int, ...]:
+    if "seeds" in data:
+        if "samples" in data or "seed_start" in data:
+            raise _fail(path, "seeds", "give either seeds or samples (with an optional seed_start), not both")
+        return tuple(_int_list(data["seeds"], path, "seeds", 0))
+    samples = _positive_int(data.get("samples", 8), path, "samples")
+    start = data.get("seed_start", 0)
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise _fail(path, "seed_start", f"must be an integer >= 0, got {start!r}")
+    return tuple(range(start, start + samples))
+
+
+def _check_scales(models: list[Any], ids: list[str], raw: Any, path: str) -> tuple[int, ...]:
+    model_scales = []
+    for i, model in enumerate(models):
+        try:
+            model_scales.append(int(model.scale))
+        except Exception as exc:  # noqa: BLE001 - e.g. unreadable weights
+            raise _fail(path, f"models[{i}]", f"{ids[i]}: {exc}") from None
+    if raw is None:
+        return tuple(sorted(set(model_scales)))
+    scales = _int_list(raw, path, "scales", 2)
+    for i, scale in enumerate(model_scales):
+        if scale not in scales:
+            raise _fail(path, f"models[{i}]", f"{ids[i]} upscales x{scale}, which is not among scales {scales}")
+    unused = sorted(set(scales) - set(model_scales))
+    if unused:
+        raise _fail(path, "scales", f"no model upscales x{', x'.join(map(str, unused))}")
+    return tuple(scales)
+
+
+def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> Suite:
+    """Validate a suite mapping (as read from YAML) into a `Suite`."""
+    base = (base or Path.cwd()).resolve()
+    if not isinstance(data, Mapping):
+        raise SuiteError(f"{path}: a suite must be a mapping of keys to values, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise _fail(path, unknown[0], f"unknown key; allowed keys: {', '.join(_KEYS)}")
+    for key in _REQUIRED:
+        if key not in data:
+            raise _fail(path, key, f"is required ({_KEYS[key]})")
+
+    images = data["images"] if isinstance(data["images"], list) else [data["images"]]
+    if not images or not all(isinstance(s, str) and s.strip() for s in images):
+        raise _fail(path, "images", f"must be a list of image sources: {_KEYS['images']}")
+    hr_policy = data.get("hr_policy", "center-crop")
+    if hr_policy not in HR_POLICIES:
+        raise _fail(path, "hr_policy", f"{hr_policy!r} is not supported; allowed: {', '.join(HR_POLICIES)}")
+    _, downscalers = _plugins(data["downscalers"], DOWNSCALERS, path, "downscalers", base)
+    models, model_ids = _plugins(data["models"], MODELS, path, "models", base)
+    _, metrics = _plugins(data.get("metrics", ["lpips-alex"]), DISTORTIONS, path, "metrics", base)
+    name = data.get("name", Path(path).stem)
+    if not isinstance(name, str) or not name.strip():
+        raise _fail(path, "name", f"must be a non-empty string, got {name!r}")
+    return Suite(
+        name=name,
+        description=str(data.get("description", "")),
+        images=tuple(s.strip() for s in images),
+        hr_policy=hr_policy,
+        scales=_check_scales(models, model_ids, data.get("scales"), path),
+        downscalers=tuple(downscalers),
+        models=tuple(model_ids),
+        metrics=tuple(metrics),
+        seeds=_seeds(data, path),
+        max_batch=_positive_int(data.get("max_batch", 64), path, "max_batch"),
+        base_dir=str(base),
+        path=path,
+    )
+
+
+def load_suite(path: str | Path, loader: Callable[[str], Any] = yaml.safe_load) -> Suite:
+    """Read and validate a suite file; every problem raises `SuiteError` naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: no such suite file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read suite ({exc})") from None
+    try:
+        data = loader(text)
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"{path}: not valid YAML: {exc}") from None
+    return parse_suite(data, str(path), path.resolve().parent)

@@ -1,0 +1,63 @@
+"""``idard-bench run`` and ``status`` from the command line, on a real local Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from idard.bench.cli import app
+from idard.measure.evaluate import KEY_COLUMNS
+from tests.bench.conftest import write_suite
+
+ray = pytest.importorskip("ray")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_run_writes_the_run_directory_and_prints_the_table(photo_dir: Path) -> None:
+    (photo_dir / "images" / "broken.png").write_bytes(b"not a png")
+    suite = write_suite(photo_dir, ["bicubic", "nearest"])
+    out = photo_dir / "run"
+    result = runner.invoke(app, ["run", "--suite", str(suite), "--out", str(out), "--bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+
+    records = pl.read_parquet(out / "records" / "*.parquet")
+    assert records.height == 4 * 2 * 2 and records.select(KEY_COLUMNS).is_unique().all()
+    assert records.filter(pl.col("image") == "broken")["error"].str.contains("broken.png").all()
+    table = pl.read_parquet(out / "ida_rd.parquet")
+    assert sorted(table["downscaler"]) == ["bicubic", "nearest"] and table["n_images"].to_list() == [3, 3]
+    assert {"suite.yaml", "run.json", "ida_rd.md", "ida_rd.csv"} <= {p.name for p in out.iterdir()}
+    assert "IDA-RD" in result.output and "broken.png" in result.output
+    assert "16 tasks to compute (0 of 16 already in the store)" in result.output
+
+
+def test_status_lists_done_and_missing_per_downscaler(photo_dir: Path) -> None:
+    out = photo_dir / "run"
+    runner.invoke(app, ["run", "--suite", str(write_suite(photo_dir, ["bicubic"])), "--out", str(out), "--bootstrap", "100"])
+    result = runner.invoke(app, ["status", "--suite", str(write_suite(photo_dir, ["bicubic", "box"])), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "6/12 records done" in result.output
+    box_row = next(line for line in result.output.splitlines() if " box " in line)
+    assert [c.strip() for c in box_row.split("│")[3:5]] == ["0", "6"]  # done, missing
+
+
+def test_bad_suites_exit_2_naming_file_and_key_before_any_work(photo_dir: Path) -> None:
+    suite = write_suite(photo_dir, ["bicubic", "sharpen(amount=2)"])
+    result = runner.invoke(app, ["run", "--suite", str(suite), "--out", str(photo_dir / "run")])
+    assert result.exit_code == 2
+    assert str(suite) in result.output and "'downscalers[1]'" in result.output and "unknown downscaler 'sharpen'" in result.output
+    assert not (photo_dir / "run").exists()
+
+
+def test_a_missing_suite_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "--suite", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "nope.yaml: no such suite file" in result.output

@@ -1,0 +1,79 @@
+"""Planning: every key of a suite, minus the store, grouped into per-image work units."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from idard.bench.plan import StaleRecordsError, make_plan
+from idard.bench.sources import ImageRef
+from idard.bench.store import RecordStore
+from idard.bench.suite import parse_suite
+from idard.measure.evaluate import RECORD_SCHEMA
+from idard.measure.models import MODELS
+
+IMAGES = [ImageRef("a", "/nowhere/a.png"), ImageRef("b", "/nowhere/b.png")]
+TINY = MODELS.create("srflow-tiny-4x")
+
+
+def _suite(**overrides):
+    data = {"images": ["bundled:held-out"], "downscalers": ["bicubic", "nearest"],
+            "models": ["srflow-tiny-4x"], "samples": 3, **overrides}
+    return parse_suite(data)
+
+
+def _held(store: RecordStore, keys: list[tuple], weights_hash: str | None = None) -> None:
+    rows = [{"image": i, "downscaler": d, "model": m, "metric": "lpips-alex", "seed": s, "scale": 4,
+             "value": 0.1, "finite": True, "weights_hash": weights_hash or TINY.weights_hash}
+            for i, d, m, s in keys]
+    store.append(pl.DataFrame(rows, schema={k: RECORD_SCHEMA[k] for k in rows[0]}))
+
+
+def test_an_empty_store_plans_every_key_one_unit_per_image(tmp_path: Path) -> None:
+    plan = make_plan(_suite(), RecordStore(tmp_path), IMAGES)
+    assert plan.total_tasks == 2 * 2 * 1 * 1 * 3 and plan.done_tasks == 0
+    assert [u.image.name for u in plan.units] == ["a", "b"]
+    unit = plan.units[0]
+    assert [(i.downscaler, i.seeds, i.metrics) for i in unit.items] == [
+        ("bicubic", (0, 1, 2), ("lpips-alex",)), ("nearest", (0, 1, 2), ("lpips-alex",))]
+    assert sum(u.tasks for u in plan.units) == plan.todo_tasks == 12
+
+
+def test_held_keys_are_subtracted_and_the_rest_grouped(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path)
+    _held(store, [("a", "bicubic", "srflow-tiny-4x", s) for s in range(3)] + [("a", "nearest", "srflow-tiny-4x", 0)])
+    plan = make_plan(_suite(), store, IMAGES)
+    assert plan.done_tasks == 4 and plan.todo_tasks == 8
+    unit_a = plan.units[0]
+    assert [(i.downscaler, i.seeds) for i in unit_a.items] == [("nearest", (1, 2))]
+
+
+def test_a_complete_store_plans_nothing(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path)
+    _held(store, [(i, d, "srflow-tiny-4x", s) for i in "ab" for d in ("bicubic", "nearest") for s in range(3)])
+    plan = make_plan(_suite(), store, IMAGES)
+    assert plan.units == [] and plan.done_tasks == plan.total_tasks == 12
+
+
+def test_a_new_downscaler_or_seed_plans_only_its_keys(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path)
+    _held(store, [(i, d, "srflow-tiny-4x", s) for i in "ab" for d in ("bicubic", "nearest") for s in range(3)])
+    grown = make_plan(_suite(downscalers=["bicubic", "nearest", "box"], samples=4), store, IMAGES)
+    planned = {(u.image.name, i.downscaler, s) for u in grown.units for i in u.items for s in i.seeds}
+    assert planned == {(im, "box", s) for im in "ab" for s in range(4)} | {(im, d, 3) for im in "ab" for d in ("bicubic", "nearest")}
+
+
+def test_a_new_temperature_is_a_new_model_and_reuses_nothing(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path)
+    _held(store, [(i, d, "srflow-tiny-4x", s) for i in "ab" for d in ("bicubic", "nearest") for s in range(3)])
+    plan = make_plan(_suite(models=["srflow-tiny-4x(heat=0.5)"]), store, IMAGES)
+    assert plan.done_tasks == 0 and {u.model for u in plan.units} == {"srflow-tiny-4x(heat=0.5)"}
+
+
+def test_records_of_other_weights_under_the_same_id_are_refused(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path)
+    _held(store, [("a", "bicubic", "srflow-tiny-4x", 0)], weights_hash="0" * 64)
+    with pytest.raises(StaleRecordsError, match=r"srflow-tiny-4x made with weights sha256 000000000000.*new --out"):
+        make_plan(_suite(), store, IMAGES)

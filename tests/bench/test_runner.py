@@ -1,0 +1,79 @@
+"""The runner on a real local Ray instance: complete, exactly-once, incremental."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import polars as pl
+import pytest
+from rich.console import Console
+
+from idard.bench.jobs import run_suite, suite_status
+from idard.bench.runner import RunOptions
+from idard.bench.store import RecordStore
+from idard.bench.suite import load_suite
+from idard.measure.evaluate import KEY_COLUMNS
+from tests.bench.conftest import write_suite
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _console() -> Console:
+    return Console(file=io.StringIO(), width=200)
+
+
+def _run(suite_path: Path, out: Path):
+    return run_suite(load_suite(suite_path), out, RunOptions(), _console())
+
+
+def test_a_run_computes_every_key_once_with_errors_as_records(photo_dir: Path) -> None:
+    (photo_dir / "images" / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    suite = write_suite(photo_dir, ["bicubic", "nearest"])
+    summary = _run(suite, photo_dir / "run")
+    records = RecordStore(photo_dir / "run").scan().collect()
+    assert records.height == 4 * 2 * 2 == summary.result.computed_tasks
+    assert records.select(KEY_COLUMNS).is_unique().all()
+    broken = records.filter(pl.col("image") == "zz_corrupt")
+    assert broken.height == 4 and broken["error"].str.contains("zz_corrupt.png").all()
+    good = records.filter(pl.col("image") != "zz_corrupt")
+    assert good["finite"].all() and good["value"].is_between(0, 1).all()
+    assert good["worker"].is_not_null().all() and good["suite_hash"].is_not_null().all()
+
+
+def test_a_second_run_does_no_model_work(photo_dir: Path) -> None:
+    suite = write_suite(photo_dir, ["bicubic"])
+    _run(suite, photo_dir / "run")
+    parts = RecordStore(photo_dir / "run").parts()
+    again = _run(suite, photo_dir / "run")
+    assert again.result is None and again.plan.done_tasks == again.plan.total_tasks == 6
+    assert RecordStore(photo_dir / "run").parts() == parts
+
+
+def test_adding_a_downscaler_computes_only_its_keys(photo_dir: Path) -> None:
+    _run(write_suite(photo_dir, ["bicubic"]), photo_dir / "run")
+    grown = _run(write_suite(photo_dir, ["bicubic", "box"]), photo_dir / "run")
+    assert grown.result.computed_tasks == 3 * 2
+    records = RecordStore(photo_dir / "run").scan().collect()
+    assert records.height == 12 and records.select(KEY_COLUMNS).is_unique().all()
+    _, status = suite_status(load_suite(photo_dir / "suite.yaml"), photo_dir / "run")
+    assert status["missing"].to_list() == [0, 0]
+
+
+def test_records_equal_the_in_process_evaluation(photo_dir: Path) -> None:
+    """Distribution changes where records are computed, never their values."""
+    from idard.measure.evaluate import evaluate
+
+    _run(write_suite(photo_dir, ["bicubic", "blur(sigma=2)"]), photo_dir / "run")
+    ray_records = RecordStore(photo_dir / "run").scan().collect().sort(KEY_COLUMNS)
+    local = evaluate(sorted((photo_dir / "images").glob("*.png")), ["bicubic", "blur(sigma=2)"], "srflow-tiny-4x",
+                     samples=2, device="cpu").sort(KEY_COLUMNS)
+    assert ray_records.select(KEY_COLUMNS).equals(local.select(KEY_COLUMNS))
+    assert (ray_records["value"] - local["value"]).abs().max() < 1e-5
