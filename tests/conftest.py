@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,14 @@ def shared_reference() -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if torch.cuda.is_available():
-        return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device; none on this machine (CI has no GPU)")
+    skip_slow = pytest.mark.skip(
+        reason="slow (minutes on 2 CPU cores): skipped by default and in CI; run with `pytest -m slow` "
+        "or IDARD_RUN_SLOW=1"
+    )
+    run_slow = "slow" in (config.getoption("-m") or "") or os.environ.get("IDARD_RUN_SLOW") == "1"
     for item in items:
-        if "gpu" in item.keywords:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(skip_slow)

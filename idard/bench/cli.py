@@ -240,18 +240,44 @@ def _print_report(records, out: str, baseline: str | None, bootstrap: int) -> No
     """Reduce records to the IDA-RD table (and paired differences); print and write them."""
     import polars as pl
 
-    from idard.bench.report import rich_table, write_reports
-    from idard.measure.statistics import ida_rd_table
+    from idard.bench.report import rich_paired_table, rich_table, write_reports
+    from idard.measure.statistics import ida_rd_table, paired_differences
 
-    table = ida_rd_table(records, by=["downscaler", "model", "metric", "scale"], n_boot=bootstrap)
-    written = write_reports(table, Path(out)) if "://" not in out else []
+    by = ["downscaler", "model", "metric", "scale"]
+    table = ida_rd_table(records, by=by, n_boot=bootstrap)
+    paired = paired_differences(records, baseline, by=by, n_boot=bootstrap) if baseline else None
+    written = write_reports(table, Path(out), paired) if "://" not in out else []
     console.print(rich_table(table))
+    if paired is not None and paired.height:
+        console.print(rich_paired_table(paired))
     errors = records.filter(pl.col("error").is_not_null()).select("image", "downscaler", "error").unique().collect()
     if errors.height:
         console.print(f"{errors.height} (image, downscaler) pairs have error records, e.g. "
                       f"{errors.row(0)[0]} / {errors.row(0)[1]}: {errors.row(0)[2]}", highlight=False)
     if written:
         console.print(f"tables: {', '.join(str(p) for p in written)}", highlight=False)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[str, typer.Argument(help="Run directory (or object-store URI) holding records/.")],
+    baseline: Annotated[str | None, typer.Option(help="Downscaler id for paired differences (default: bicubic if present).")] = None,
+    bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the 95% CI.")] = 1000,
+) -> None:
+    """Reduce a run directory's records to the IDA-RD table (downscaler x model x scale)."""
+    import polars as pl
+
+    from idard.bench.store import RecordStore
+
+    with user_errors():
+        store = RecordStore(run_dir)
+        if not store.parts():
+            raise UsageError(f"{run_dir}: no records (expected Parquet parts under {store.records_dir})")
+        records = store.scan()
+        if baseline is None:
+            has_bicubic = records.filter(pl.col("downscaler") == "bicubic").head(1).collect().height > 0
+            baseline = "bicubic" if has_bicubic else None
+        _print_report(records, run_dir, baseline, bootstrap)
 
 
 @app.command()

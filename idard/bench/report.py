@@ -1,7 +1,22 @@
-"""Rendering IDA-RD tables: a rich table for the terminal, Markdown and CSV for papers."""
+"""Rendering IDA-RD tables: a rich table for the terminal, Markdown and CSV for papers.
+
+Two tables, each written as Markdown (for reading and pasting), CSV (for spreadsheets) and
+Parquet (exact types, for further analysis) by `write_reports`:
+
+* ``ida_rd.*``: the IDA-RD table of `idard.measure.statistics.ida_rd_table`, one row per
+  (downscaler, model, metric, scale).
+* ``paired.*``: with a baseline, `paired_differences` against it. It is a table of its
+  own rather than a section of ``ida_rd.md`` because its columns differ and because a CSV
+  or Parquet file holds one table.
+
+Markdown and the terminal show rounded numbers, IDA-RD sorted within each (model, metric,
+scale) and paired differences by signed difference, with ``—`` for an undefined std, CI or
+p-value; CSV and Parquet hold the tables unrounded, in their own (key) order.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import polars as pl
@@ -59,11 +74,65 @@ def markdown(table: pl.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(table: pl.DataFrame, out_dir: Path) -> list[Path]:
-    """``ida_rd.md``, ``ida_rd.csv`` and ``ida_rd.parquet`` in ``out_dir``."""
+_PAIRED = {
+    "downscaler": ("downscaler", "{}"),
+    "model": ("model", "{}"),
+    "metric": ("metric", "{}"),
+    "scale": ("scale", "x{}"),
+    "baseline": ("minus", "{}"),
+    "mean_diff": ("mean difference", "{:+.4f}"),
+    "ci": ("95% CI", "{}"),
+    "p_wilcoxon": ("Wilcoxon p", "{:.3g}"),
+    "n_images": ("images", "{}"),
+    "n_pairs": ("pairs", "{}"),
+}
+
+
+def _missing(value: object) -> bool:
+    """Null, or NaN: `paired_differences` gives a NaN p-value when the test is undefined."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _paired_rows(paired: pl.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted cells of a paired-differences table, by signed mean difference."""
+    shown = paired.with_columns(pl.Series("ci", [
+        None if lo is None or hi is None else f"[{lo:+.4f}, {hi:+.4f}]"
+        for lo, hi in zip(paired["ci_low"].to_list(), paired["ci_high"].to_list())], dtype=pl.String))
+    columns = [c for c in _PAIRED if c in shown.columns]
+    rows = [["—" if _missing(row[c]) else _PAIRED[c][1].format(row[c]) for c in columns]
+            for row in shown.sort("mean_diff").iter_rows(named=True)]
+    return [_PAIRED[c][0] for c in columns], rows
+
+
+def rich_paired_table(paired: pl.DataFrame) -> Table:
+    """Paired differences against a baseline: same images and seeds, so far tighter CIs."""
+    headers, rows = _paired_rows(paired)
+    out = Table(title="Paired differences (positive = loses more than the baseline)", title_justify="left")
+    for header in headers:
+        out.add_column(header, justify="left" if header in ("downscaler", "model", "metric", "minus") else "right")
+    for row in rows:
+        out.add_row(*row)
+    return out
+
+
+def paired_markdown(paired: pl.DataFrame) -> str:
+    """The paired differences as a Markdown table, formatted as in the terminal."""
+    headers, rows = _paired_rows(paired)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def write_reports(table: pl.DataFrame, out_dir: Path, paired: pl.DataFrame | None = None) -> list[Path]:
+    """``ida_rd.{md,csv,parquet}`` in ``out_dir``, and ``paired.{md,csv,parquet}`` if given."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "ida_rd.md", out_dir / "ida_rd.csv", out_dir / "ida_rd.parquet"]
     paths[0].write_text(markdown(table))
     table.write_csv(paths[1])
     table.write_parquet(paths[2])
+    if paired is not None:
+        extra = [out_dir / "paired.md", out_dir / "paired.csv", out_dir / "paired.parquet"]
+        extra[0].write_text(paired_markdown(paired))
+        paired.write_csv(extra[1])
+        paired.write_parquet(extra[2])
+        paths += extra
     return paths

@@ -75,7 +75,9 @@ def worker_shape(options: RunOptions, units: int) -> WorkerShape:
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     gpus = int(sum(n["Resources"].get("GPU", 0) for n in nodes))
     if options.use_gpus and gpus > 0:
-        count = min(options.workers or gpus, gpus)
+        # More workers than GPUs now is a request: an autoscaling cluster adds GPU nodes
+        # for the pending actors, and the run uses each as it comes up.
+        count = options.workers or gpus
         return WorkerShape(count=max(1, min(count, units)), num_cpus=1, num_gpus=1)
     node_cpus = [int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1]
     if not node_cpus:
@@ -155,8 +157,11 @@ class _Pool:
         self.actors = actors
         self.per_actor = per_actor
         self.load = [0] * len(actors)
-        self.alive = [True] * len(actors)
-        self.probes: dict[Any, int] = {}
+        # Actors join the rotation when they first answer: on an autoscaling cluster some
+        # wait for a node to be added, and the run starts on those already up.
+        self.alive = [False] * len(actors)
+        self.probes: dict[Any, int] = {actor.info.remote(): i for i, actor in enumerate(actors)}
+        self.infos: dict[int, dict[str, Any]] = {}
 
     def free(self) -> int | None:
         candidates = [i for i in range(len(self.actors)) if self.alive[i] and self.load[i] < self.per_actor]
@@ -168,9 +173,10 @@ class _Pool:
             self.alive[index] = False
             self.probes[self.actors[index].info.remote()] = index
 
-    def revived(self, probe: Any) -> None:
+    def revived(self, probe: Any, info: dict[str, Any]) -> None:
         index = self.probes.pop(probe)
         self.alive[index] = True
+        self.infos[index] = info
 
 
 def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunProgress) -> RunResult:
@@ -190,9 +196,8 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
     )
     threads = shape.num_cpus if shape.num_gpus == 0 else None
     actors = [actor_cls.remote(threads=threads, max_batch=plan.suite.max_batch) for _ in range(shape.count)]
-    infos = ray.get([a.info.remote() for a in actors])
-    progress.start(plan.total_tasks, plan.done_tasks, len(actors))
     pool = _Pool(actors, options.in_flight_per_worker)
+    progress.start(plan.total_tasks, plan.done_tasks, len(actors))
     writer = _Writer(store, suite_hash, options)
     queue = collections.deque((unit, 1) for unit in plan.units)
     in_flight: dict[Any, tuple[WorkUnit, int, int]] = {}  # result ref -> unit, attempt, actor
@@ -217,18 +222,18 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
                     raise RuntimeError("all workers are gone and none is restarting")
                 ready, _ = ray.wait(waiting, num_returns=1, timeout=5.0)
                 for probe in ready:
-                    pool.revived(probe)
+                    try:
+                        pool.revived(probe, ray.get(probe))
+                    except (RayActorError, ActorUnavailableError):
+                        pool.probes.pop(probe)
                 continue
             ready, _ = ray.wait([*in_flight, *pool.probes], num_returns=1, timeout=1.0)
             for ref in ready:
                 if ref in pool.probes:
                     try:
-                        ray.get(ref)
-                        pool.revived(ref)
+                        pool.revived(ref, ray.get(ref))
                     except (RayActorError, ActorUnavailableError):
-                        index = pool.probes.pop(ref)
-                        pool.alive[index] = True  # let the next submission find out again
-                        pool.lost(index)
+                        pool.probes.pop(ref)  # gone for good: the others finish the run
                     continue
                 unit, attempt, index = in_flight.pop(ref)
                 pool.load[index] -= 1
@@ -246,11 +251,11 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
                     give_up(unit, f"worker error: {exc.cause!r}" if exc.cause else str(exc).splitlines()[0])
                     continue
                 writer.add(frame)
-                progress.advance(unit.tasks, str(frame["worker"][0]) if frame.height else infos[index]["worker"])
+                progress.advance(unit.tasks, str(frame["worker"][0]) if frame.height else f"worker {index}")
     finally:
         writer.flush()
         progress.stop()
         for actor in actors:
             ray.kill(actor, no_restart=True)
     return RunResult(computed_tasks=progress.computed, written_records=writer.written, failed_units=failed_units,
-                     seconds=time.perf_counter() - started, workers=infos)
+                     seconds=time.perf_counter() - started, workers=[pool.infos[i] for i in sorted(pool.infos)])

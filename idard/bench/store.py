@@ -64,9 +64,13 @@ class RecordStore:
         names = [i.path for i in infos if i.type == pyarrow.fs.FileType.File]
         return sorted(p for p in names if Path(p).name.startswith("part-") and p.endswith(".parquet"))
 
-    def scan(self) -> pl.LazyFrame:
-        """All records, lazily (only the columns and rows a query needs are read)."""
-        parts = self.parts()
+    def scan(self, parts: list[str] | None = None) -> pl.LazyFrame:
+        """All records, lazily (only the columns and rows a query needs are read).
+
+        The parts are listed once, here (or given, as listed by `parts`): however many
+        passes a query makes, it reads the same snapshot while a writer adds parts.
+        """
+        parts = self.parts() if parts is None else parts
         if not parts:
             return pl.LazyFrame(schema=STORE_SCHEMA)
         if not self.remote:

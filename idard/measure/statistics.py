@@ -26,6 +26,14 @@ An image whose samples all failed has no mean: it is left out of ``ida_rd`` and
 The bootstrap runs in numpy on a compact per-group copy of the finite values only (one
 float per sample) and draws resamples in chunks, so its memory is bounded by a fixed budget
 plus one group's data, never by ``n_boot`` times the data.
+
+Memory is bounded by ``max_rows`` too, not by the number of records. Groups never interact
+(a group's numbers, its CI included, depend only on its own records and key), so records
+larger than ``max_rows`` are reduced a batch of whole groups at a time: one cheap pass
+counts the records of each group, then each batch is read with a predicate on the group
+keys, which a Parquet scan evaluates while reading, and reduced before the next is read.
+The results are those of one pass over everything, row for row; only the number of passes
+over the records grows. A single group larger than ``max_rows`` is still read whole.
 """
 
 from __future__ import annotations
@@ -50,6 +58,13 @@ PAIRED_COLUMNS = ("baseline", "mean_diff", "std_images", "ci_low", "ci_high", "p
 
 #: Most float elements one bootstrap chunk draws (about 50 MB of temporaries at 2**21).
 _CHUNK_ELEMENTS = 1 << 21
+
+#: Most records one reduction step reads at once. Reading them and grouping them by image
+#: with their value lists (string keys, hash tables, lists; for paired differences the join
+#: too) takes Polars about 600 bytes per record: some 0.6 GB at this default, measured on
+#: 10 million records by benchmark/report_scale.py. Each batch is one more pass over the
+#: records, so a larger budget trades memory for time.
+DEFAULT_MAX_ROWS = 1_000_000
 
 Frame = pl.DataFrame | pl.LazyFrame
 
@@ -89,29 +104,32 @@ def _image_frame(lf: pl.LazyFrame, keys: list[str], with_values: bool) -> pl.Dat
 
     Values are ordered by seed, and images by name, so that bootstrap draws (which index into
     these arrays) do not depend on the row order of the records, e.g. of a Parquet scan.
+    The per-image mean, std and count are computed from that ordered list, not by Polars'
+    grouped ``mean``/``std``, whose partial sums are combined in an order that varies from
+    run to run (last-bit differences): so the same records always give the same numbers,
+    whatever their row order and however they were batched.
     """
     ok = _usable(lf)
     names = lf.collect_schema().names()
     has_seed = "seed" in names
     cols = [*keys, "image", "value", *(c for c in ("seed", "finite") if c in names)]
     slim = lf.select(cols).with_columns(
-        _ok=ok, value=pl.when(ok).then(pl.col("value"))  # failed -> null, ignored by mean/std/count
+        _ok=ok, value=pl.when(ok).then(pl.col("value"))  # failed -> null, dropped from the list
     )
-    aggs = [
-        pl.col("value").mean().alias("mean"),
-        pl.col("value").std(ddof=1).alias("std"),
-        pl.col("value").count().cast(pl.Int64).alias("n_samples"),
-        (~pl.col("_ok")).sum().cast(pl.Int64).alias("n_nonfinite"),
-    ]
-    if with_values:
-        ordered = pl.col("value").sort_by("seed") if has_seed else pl.col("value")
-        aggs.append(ordered.drop_nulls().alias("values"))
-    return (
+    ordered = pl.col("value").sort_by("seed") if has_seed else pl.col("value")
+    values = pl.col("values")
+    images = (
         slim.group_by([*keys, "image"])
-        .agg(aggs)
+        .agg(ordered.drop_nulls().alias("values"), (~pl.col("_ok")).sum().cast(pl.Int64).alias("n_nonfinite"))
+        .with_columns(
+            mean=values.list.mean(),
+            std=values.list.std(ddof=1),
+            n_samples=values.list.len().cast(pl.Int64),
+        )
         .sort([*keys, "image"], nulls_last=True)
         .collect()
     )
+    return images if with_values else images.drop("values")
 
 
 def _groups(images: pl.DataFrame, keys: list[str]) -> Iterator[tuple[dict, pl.DataFrame]]:
@@ -139,6 +157,88 @@ def _check(n_boot: int, ci: float) -> None:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
     if not 0.0 < ci < 1.0:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
+
+
+def _check_max_rows(max_rows: int) -> None:
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+
+
+# --------------------------------------------------------------------------- batches of groups
+
+
+def _group_counts(lf: pl.LazyFrame, keys: list[str]) -> pl.DataFrame:
+    """Records (``_rows``) and usable ones (``_usable``) per group, sorted as the outputs are.
+
+    Reads only the key columns and the value flags, with the streaming engine: its memory
+    is the number of groups, not of records.
+    """
+    return (
+        lf.group_by(keys)
+        .agg(pl.len().cast(pl.Int64).alias("_rows"), _usable(lf).sum().cast(pl.Int64).alias("_usable"))
+        .sort(keys, nulls_last=True)
+        .collect(engine="streaming")
+    )
+
+
+def _pack(
+    sizes: Sequence[int], max_rows: int, shared: Sequence[tuple[object, int]] | None = None
+) -> list[list[int]]:
+    """Consecutive runs of indices whose sizes sum to at most ``max_rows`` (a larger one alone).
+
+    ``shared[i]`` is (key, size) of records item ``i`` needs besides its own, counted once
+    per run however many of its items need them: a paired group's baseline cell.
+    Runs are consecutive so that batches taken in order of the sorted group counts give
+    output rows already in sorted order.
+    """
+    runs: list[list[int]] = []
+    total, held = 0, set()
+    for i, size in enumerate(sizes):
+        key, extra = shared[i] if shared is not None else (None, 0)
+        cost = size + (0 if key in held else extra)
+        if not runs or total + cost > max_rows:
+            runs.append([])
+            total, held, cost = 0, set(), size + extra
+        runs[-1].append(i)
+        total += cost
+        held.add(key)
+    return runs
+
+
+def _in_groups(groups: pl.DataFrame) -> pl.Expr:
+    """True exactly for records whose key columns equal one row of ``groups``.
+
+    One key is a plain ``is_in``; several are compared as a struct, nulls equal. Either is
+    a predicate Polars pushes into a Parquet scan, so only the batch's rows are materialised.
+    """
+    keys = groups.columns
+    if len(keys) == 1:
+        return pl.col(keys[0]).is_in(groups[keys[0]].implode(), nulls_equal=True)
+    return pl.struct(keys).is_in(groups.select(pl.struct(keys)).to_series().implode())
+
+
+def _total_rows(lf: pl.LazyFrame) -> int:
+    """Number of records (from Parquet metadata alone when ``lf`` is a plain scan)."""
+    return lf.select(pl.len()).collect().item()
+
+
+def _group_batches(lf: pl.LazyFrame, keys: list[str], max_rows: int) -> Iterator[pl.LazyFrame]:
+    """The records as batches of whole groups, at most ``max_rows`` records each.
+
+    Records that fit in one batch (and group-less reductions) are yielded as they are, so
+    small inputs take exactly one pass, as before batching existed.
+    """
+    if not keys or _total_rows(lf) <= max_rows:
+        yield lf
+        return
+    counts = _group_counts(lf, keys)
+    for run in _pack(counts["_rows"].to_list(), max_rows):
+        yield lf.filter(_in_groups(counts[run].select(keys)))
+
+
+def _concat(tables: list[pl.DataFrame]) -> pl.DataFrame:
+    """Batch results in batch order, which is already the sorted order of their keys."""
+    return tables[0] if len(tables) == 1 else pl.concat(tables, how="vertical")
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -224,7 +324,7 @@ def _std(means: np.ndarray) -> float | None:
 # --------------------------------------------------------------------------- public API
 
 
-def per_image(records: Frame, by: Sequence[str] | None = None) -> pl.DataFrame:
+def per_image(records: Frame, by: Sequence[str] | None = None, max_rows: int = DEFAULT_MAX_ROWS) -> pl.DataFrame:
     """Per (group keys..., image): mean, std (ddof=1) and count of finite samples, and the
     count of non-finite ones.
 
@@ -232,11 +332,14 @@ def per_image(records: Frame, by: Sequence[str] | None = None) -> pl.DataFrame:
     a difference. ``by`` defaults to downscaler, model, metric (and scale if present).
     ``mean`` is null for an image with no finite sample, ``std`` for fewer than two.
 
-    Columns: ``*by, image, mean, std, n_samples, n_nonfinite``; rows sorted by them.
+    Columns: ``*by, image, mean, std, n_samples, n_nonfinite``; rows sorted by them. At most
+    ``max_rows`` records are read at once (see the module docstring).
     """
+    _check_max_rows(max_rows)
     lf = _lazy(records)
     keys = _keys(lf, by)
-    return _image_frame(lf, keys, with_values=False).select([*keys, *PER_IMAGE_COLUMNS])
+    parts = [_image_frame(batch, keys, with_values=False) for batch in _group_batches(lf, keys, max_rows)]
+    return _concat(parts).select([*keys, *PER_IMAGE_COLUMNS])
 
 
 def _table(
@@ -265,7 +368,12 @@ def _table(
 
 
 def ida_rd_table(
-    records: Frame, by: Sequence[str] | None = None, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+    records: Frame,
+    by: Sequence[str] | None = None,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    max_rows: int = DEFAULT_MAX_ROWS,
 ) -> pl.DataFrame:
     """The IDA-RD table: one row per group (default downscaler, model, metric[, scale]).
 
@@ -281,12 +389,18 @@ def ida_rd_table(
       mean), ``n_nonfinite`` (excluded samples).
 
     Columns: ``*by, ida_rd, std_images, ci_low, ci_high, n_images, n_samples, n_nonfinite``;
-    rows sorted by the keys.
+    rows sorted by the keys. At most ``max_rows`` records are read at once (a larger group
+    alone), which changes the number of passes over ``records``, never the numbers.
     """
     _check(n_boot, ci)
+    _check_max_rows(max_rows)
     lf = _lazy(records)
     keys = _keys(lf, by)
-    return _table(_image_frame(lf, keys, with_values=True), keys, n_boot, ci, seed)
+    tables = [
+        _table(_image_frame(batch, keys, with_values=True), keys, n_boot, ci, seed)
+        for batch in _group_batches(lf, keys, max_rows)
+    ]
+    return _concat(tables)
 
 
 def _wilcoxon(diffs: np.ndarray) -> float:
@@ -305,6 +419,7 @@ def paired_differences(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    max_rows: int = DEFAULT_MAX_ROWS,
 ) -> pl.DataFrame:
     """Each downscaler minus ``baseline`` on the same (image, seed) pairs.
 
@@ -323,21 +438,78 @@ def paired_differences(
 
     Columns: ``*by, baseline, mean_diff, std_images, ci_low, ci_high, p_wilcoxon, n_images,
     n_pairs``; rows sorted by the keys; the baseline itself and downscalers with no pair are
-    absent.
+    absent. At most ``max_rows`` records are read at once, counting a group's baseline
+    records with it (a larger group and its baseline alone).
     """
     _check(n_boot, ci)
+    _check_max_rows(max_rows)
     lf = _lazy(records)
     keys = _keys(lf, by)
     if "downscaler" not in keys:
         raise ValueError("paired differences need 'downscaler' among the group keys")
-    names = lf.collect_schema().names()
-    if "seed" not in names:
+    if "seed" not in lf.collect_schema().names():
         raise ValueError("paired differences need a 'seed' column to pair samples")
+    counts = _group_counts(lf, keys)
+    _check_baseline(counts, baseline)
+    columns = [*keys, "image", "seed", "value", *(["finite"] if "finite" in lf.collect_schema().names() else [])]
+    tables = [  # a batch is read once, then joined with itself in memory: one pass, not two
+        _paired_table(batch.select(columns).collect(), keys, baseline, n_boot, ci, seed)
+        for batch in _paired_batches(lf, counts, keys, baseline, max_rows)
+    ]
+    return _concat(tables)
+
+
+def _check_baseline(counts: pl.DataFrame, baseline: str) -> None:
+    """Refuse a baseline without finite records, naming the downscalers that have some."""
+    if counts.filter(pl.col("downscaler") == baseline)["_usable"].sum() > 0:
+        return
+    known = counts.filter(pl.col("_usable") > 0)["downscaler"].drop_nulls().unique().sort().to_list()
+    raise ValueError(
+        f"baseline downscaler {baseline!r} has no finite records; downscalers with finite records: "
+        + (", ".join(map(repr, known)) or "none")
+    )
+
+
+def _paired_batches(
+    lf: pl.LazyFrame, counts: pl.DataFrame, keys: list[str], baseline: str, max_rows: int
+) -> Iterator[pl.LazyFrame]:
+    """Batches of whole non-baseline groups, each with the baseline records they pair with.
+
+    A batch's records are its groups' plus, once per (model, metric, scale...) cell of
+    theirs, the baseline's in that cell. Groups with no finite record, or whose cell has no
+    finite baseline record, cannot have a pair and are not read at all, as their rows would
+    be absent from the result anyway.
+    """
+    if counts["_rows"].sum() <= max_rows:
+        yield lf
+        return
+    others = [k for k in keys if k != "downscaler"]
+    is_base = pl.col("downscaler") == baseline
+    base = counts.filter(is_base & (pl.col("_usable") > 0)).select(*others, _base_rows=pl.col("_rows"))
+    candidates = counts.filter(~is_base & (pl.col("_usable") > 0))
+    if others:
+        candidates = candidates.join(base, on=others, how="inner", nulls_equal=True, maintain_order="left")
+    else:
+        candidates = candidates.with_columns(_base_rows=pl.lit(base["_base_rows"].sum(), dtype=pl.Int64))
+    if candidates.is_empty():
+        yield lf.filter(pl.lit(False))  # the empty result, with its schema, reading nothing
+        return
+    cell_keys = candidates.select(others).rows() if others else [()] * candidates.height
+    cells = list(zip(cell_keys, candidates["_base_rows"].to_list()))
+    for run in _pack(candidates["_rows"].to_list(), max_rows, shared=cells):
+        groups = candidates[run]
+        in_cells = _in_groups(groups.select(others).unique(maintain_order=True)) if others else pl.lit(True)
+        yield lf.filter(_in_groups(groups.select(keys)) | (is_base & in_cells))
+
+
+def _paired_table(
+    records: pl.DataFrame, keys: list[str], baseline: str, n_boot: int, ci: float, seed: int
+) -> pl.DataFrame:
+    """`paired_differences` of the groups in ``records``, which hold their baseline records."""
+    lf = records.lazy()
     on = [*(k for k in keys if k != "downscaler"), "image", "seed"]
     usable = lf.filter(_usable(lf)).select([*keys, "image", "seed", "value"])
     is_base = pl.col("downscaler") == baseline
-    if usable.filter(is_base).select(pl.len()).collect().item() == 0:
-        raise ValueError(f"baseline downscaler {baseline!r} has no finite records")
     base = usable.filter(is_base).select([*on, pl.col("value").alias("_base")])
     pairs = (
         usable.filter(~is_base)

@@ -35,7 +35,10 @@ def test_run_writes_the_run_directory_and_prints_the_table(photo_dir: Path) -> N
     assert records.filter(pl.col("image") == "broken")["error"].str.contains("broken.png").all()
     table = pl.read_parquet(out / "ida_rd.parquet")
     assert sorted(table["downscaler"]) == ["bicubic", "nearest"] and table["n_images"].to_list() == [3, 3]
-    assert {"suite.yaml", "run.json", "ida_rd.md", "ida_rd.csv"} <= {p.name for p in out.iterdir()}
+    assert {"suite.yaml", "run.json", "ida_rd.md", "ida_rd.csv", "paired.md"} <= {p.name for p in out.iterdir()}
+    paired = pl.read_parquet(out / "paired.parquet")
+    assert paired["downscaler"].to_list() == ["nearest"] and paired["baseline"].to_list() == ["bicubic"]
+    assert paired["n_pairs"].to_list() == [3 * 2]
     assert "IDA-RD" in result.output and "broken.png" in result.output
     assert "16 tasks to compute (0 of 16 already in the store)" in result.output
 
@@ -61,3 +64,22 @@ def test_bad_suites_exit_2_naming_file_and_key_before_any_work(photo_dir: Path) 
 def test_a_missing_suite_file_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--suite", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2 and "nope.yaml: no such suite file" in result.output
+
+
+def test_report_rebuilds_the_tables_from_the_records_alone(photo_dir: Path) -> None:
+    out = photo_dir / "run"
+    suite = write_suite(photo_dir, ["bicubic", "nearest"])
+    assert runner.invoke(app, ["run", "--suite", str(suite), "--out", str(out), "--bootstrap", "100"]).exit_code == 0
+    first = pl.read_parquet(out / "ida_rd.parquet")
+    for name in ("ida_rd.md", "ida_rd.csv", "ida_rd.parquet"):
+        (out / name).unlink()
+    result = runner.invoke(app, ["report", str(out), "--bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+    again = pl.read_parquet(out / "ida_rd.parquet")
+    assert again.select("downscaler", "ida_rd", "ci_low", "ci_high").equals(first.select("downscaler", "ida_rd", "ci_low", "ci_high"))
+    assert "IDA-RD" in result.output
+
+
+def test_report_on_a_directory_without_records_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "no records" in result.output

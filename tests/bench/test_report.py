@@ -27,3 +27,34 @@ def test_write_reports_writes_markdown_csv_and_parquet(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["ida_rd.md", "ida_rd.csv", "ida_rd.parquet"]
     assert pl.read_parquet(paths[2]).equals(TABLE)
     assert pl.read_csv(paths[1])["downscaler"].to_list() == ["nearest", "bicubic"]
+
+
+def test_paired_differences_are_written_signed_with_their_ci(tmp_path: Path) -> None:
+    from idard.bench.report import paired_markdown
+
+    paired = pl.DataFrame({
+        "downscaler": ["nearest"], "model": ["m"], "metric": ["lpips-alex"], "scale": [4], "baseline": ["bicubic"],
+        "mean_diff": [0.012], "std_images": [0.01], "ci_low": [0.004], "ci_high": [0.02], "p_wilcoxon": [0.03],
+        "n_images": [4], "n_pairs": [32],
+    })
+    assert "| nearest | m | lpips-alex | x4 | bicubic | +0.0120 | [+0.0040, +0.0200] | 0.03 | 4 | 32 |" in paired_markdown(paired)
+    names = [p.name for p in write_reports(TABLE, tmp_path, paired)]
+    assert names[3:] == ["paired.md", "paired.csv", "paired.parquet"]
+
+
+def test_rich_paired_table_sorts_by_signed_difference_and_shows_undefined_p_as_a_dash() -> None:
+    from rich.console import Console
+
+    from idard.bench.report import rich_paired_table
+
+    paired = pl.DataFrame({
+        "downscaler": ["nearest", "area"], "model": ["m"] * 2, "metric": ["lpips-alex"] * 2, "scale": [4, 4],
+        "baseline": ["bicubic"] * 2, "mean_diff": [0.012, -0.003], "std_images": [0.01, 0.0],
+        "ci_low": [0.004, -0.003], "ci_high": [0.02, -0.003], "p_wilcoxon": [0.03, float("nan")],
+        "n_images": [4, 1], "n_pairs": [32, 8],
+    })
+    console = Console(width=200, record=True)
+    console.print(rich_paired_table(paired))
+    lines = [line for line in console.export_text().splitlines() if "bicubic" in line]
+    assert "area" in lines[0] and "-0.0030" in lines[0] and "—" in lines[0] and "nan" not in lines[0]
+    assert "nearest" in lines[1] and "+0.0120" in lines[1] and "[+0.0040, +0.0200]" in lines[1]

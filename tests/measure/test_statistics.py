@@ -293,6 +293,51 @@ def test_paper_style_formatting() -> None:
     assert format_pm(None, None) == "—"
 
 
+# --------------------------------------------------------------------------- bounded memory
+
+
+def test_batches_of_whole_groups_give_the_numbers_of_one_pass() -> None:
+    """max_rows only changes how many records are read at once: results are identical,
+    including with failures, a second metric and batches smaller than one group."""
+    frame = synthetic(60, 5, {"a": 0.0, "b": 0.02, "c": 0.05}, seed=4)
+    frame = pl.concat([frame, frame.with_columns(metric=pl.lit("psnr"), value=30 - 10 * pl.col("value"))])
+    failed = pl.Series(np.random.default_rng(1).random(frame.height) < 0.03)
+    frame = frame.with_columns(value=pl.when(failed).then(NAN).otherwise(pl.col("value")), finite=~failed)
+    frame = frame.sample(fraction=1.0, shuffle=True, seed=2)
+    one_pass = (ida_rd_table(frame, n_boot=200), paired_differences(frame, "a", n_boot=200), per_image(frame))
+    for max_rows in (1, 299, 300, 1000):
+        lf = frame.lazy()
+        assert ida_rd_table(lf, n_boot=200, max_rows=max_rows).equals(one_pass[0])
+        assert paired_differences(lf, "a", n_boot=200, max_rows=max_rows).equals(one_pass[1])
+        assert per_image(lf, max_rows=max_rows).equals(one_pass[2])
+    with pytest.raises(ValueError, match="max_rows"):
+        ida_rd_table(frame, max_rows=0)
+
+
+def test_batches_hold_at_most_max_rows_records_unless_one_group_is_larger() -> None:
+    """The memory bound itself: what one batch reads, for the table and for paired differences."""
+    from idard.measure.statistics import _group_batches, _group_counts, _paired_batches
+
+    frame = synthetic(50, 4, {"a": 0.0, "b": 0.1, "c": 0.2, "d": 0.3})  # 4 groups of 200 records
+    keys = ["downscaler", "model", "metric", "scale"]
+    for max_rows, expected in ((450, [400, 400]), (600, [600, 200]), (150, [200] * 4), (800, [800])):
+        sizes = [b.select(pl.len()).collect().item() for b in _group_batches(frame.lazy(), keys, max_rows)]
+        assert sizes == expected
+    counts = _group_counts(frame.lazy(), keys)  # paired: each batch also reads its baseline, once
+    for max_rows, expected in ((700, [600, 400]), (450, [400] * 3), (150, [400] * 3)):
+        batches = _paired_batches(frame.lazy(), counts, keys, "a", max_rows)
+        assert [b.select(pl.len()).collect().item() for b in batches] == expected
+
+
+def test_per_image_numbers_do_not_depend_on_row_order() -> None:
+    """Per-image means come from the seed-ordered values, not from grouped partial sums
+    whose combination order (and last bits) can vary between runs and row orders."""
+    frame = synthetic(40, 6, {"a": 0.0, "b": 0.1}, seed=6)
+    first = per_image(frame)
+    for shuffle in range(5):
+        assert per_image(frame.sample(fraction=1.0, shuffle=True, seed=shuffle)).equals(first)
+
+
 # --------------------------------------------------------------------------- scale
 
 

@@ -26,4 +26,4 @@ class SRFlowTiny4x(SRFlow):
 
     weights: str = str(TINY_4X_WEIGHTS)
     config: str = "TINY_4X"
-    heat: float = 0.9
+    heat: float = 0.7

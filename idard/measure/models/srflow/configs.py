@@ -36,6 +36,8 @@ TINY_4X = SRFlowConfig(
     rrdb_growth=12,
     coupling_hidden=20,
     unused_f_conv=False,
+    affine_eps=0.25,  # bounded inverse: finite samples on LR unlike bicubic
+    prior_log_scale_bound=3.0,
 )
 
 OFFICIAL_CONFIGS: dict[str, SRFlowConfig] = {c.name: c for c in (DF2K_4X, DF2K_8X, CelebA_8X)}

@@ -297,14 +297,18 @@ class Split(nn.Module):
     where sampling supplies ``eps`` (already scaled by the temperature).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, log_scale_bound: float = 0.0) -> None:
         super().__init__()
         self.n_consume = int(round(channels * 0.5))
         self.n_pass = channels - self.n_consume
         self.conv = ZeroConv(self.n_pass, 2 * self.n_consume)
+        self.log_scale_bound = log_scale_bound
 
     def _prior(self, z1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _interleaved_halves(self.conv(z1))
+        mean, logs = _interleaved_halves(self.conv(z1))
+        if self.log_scale_bound > 0:
+            logs = self.log_scale_bound * torch.tanh(logs / self.log_scale_bound)
+        return mean, logs
 
     def forward(
         self, x: torch.Tensor, logdet: torch.Tensor

@@ -49,7 +49,11 @@ class SRFlowConfig:
       [flow.stackRRDB.blocks]; conditioning width is ``(len + 1) * rrdb_channels``.
     * ``coupling_hidden``: hidden width of the coupling networks
       [flow.CondAffineSeparatedAndCond.hidden_channels].
-    * ``affine_eps``: lower bound added to coupling scales.
+    * ``affine_eps``: lower bound added to coupling scales. The reference's 1e-4 lets
+      one reverse coupling amplify by up to 10^4; a larger bound keeps the inverse finite
+      on conditioning unlike the training data (the embedded TINY_4X uses 0.25).
+    * ``prior_log_scale_bound``: if > 0, split priors' log-scales pass through
+      ``b * tanh(logs / b)``, for the same reason; 0 (the reference) leaves them free.
     * ``unused_f_conv``: hold the reference's never-used ``flowUpsamplerNet.f``
       convolution; published checkpoints have it, new small models can drop it.
 
@@ -69,6 +73,7 @@ class SRFlowConfig:
     mixing_steps: int = 2
     affine_eps: float = 1e-4
     unused_f_conv: bool = True
+    prior_log_scale_bound: float = 0.0
 
     def __post_init__(self) -> None:
         if self.scale < 2 or self.scale & (self.scale - 1):
@@ -136,7 +141,7 @@ class ConditionalFlow(nn.Module):
                 )
                 self._append(FlowStep(channels, coupling), level)
             if level < config.levels - 1:
-                split = Split(channels)
+                split = Split(channels, config.prior_log_scale_bound)
                 self._append(split, level)
                 self.split_channels.append(split.n_consume)
                 channels = split.n_pass

@@ -1,0 +1,236 @@
+"""Reducing a 10-million-record run directory to its IDA-RD report, in bounded memory.
+
+A synthetic run directory is written in the record store's own layout and schema
+(``records/part-*.parquet``, `STORE_SCHEMA`, parts of ``--part-rows`` records as the runner
+flushes them: whole images, every downscaler and seed), then `build_report` reduces it with
+a paired baseline (``bicubic``) in a fresh process whose peak resident memory is recorded.
+
+The point is the memory bound, so two more fresh processes measure what it is compared
+with: the in-memory size of the records frame that a naive ``collect()`` would hold, and
+the peak of the same reduction done in one pass (``max_rows`` above the record count,
+without bootstrap). Every measurement has its own process so that no peak (generating the
+parts included) raises another.
+
+Values: per image a difficulty, per downscaler a shift, per (image, seed) SR noise shared by
+all downscalers (as with real SR samples drawn from the same seed), small independent noise
+on top, and a few failed samples (non-finite, ``finite`` False), all from a seeded RNG.
+
+Writes ``benchmark/results/report_scale.json`` (the Parquet parts go under ``--dir``, by
+default a temporary directory, and are never part of the repository).
+
+    python benchmark/report_scale.py [--images 12500 --downscalers 20 --seeds 40]
+                                     [--dir /tmp/idard-scale] [--keep] [--n-boot 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from idard.bench.reduce import REPORT_COLUMNS, build_report, scan_records
+from idard.bench.store import STORE_SCHEMA
+from idard.measure.statistics import DEFAULT_MAX_ROWS
+
+RESULTS = Path(__file__).parent / "results"
+MODEL, METRIC, SCALE = "srflow-tiny-4x", "lpips-alex", 4
+NONFINITE_RATE = 1e-4
+
+
+def downscaler_ids(n: int) -> list[str]:
+    """Registry-style ids: the baseline, then blur and contrast ladders, then others."""
+    names = ["bicubic", "nearest", "bilinear", "lanczos3", "area"]
+    names += [f"blur(sigma={s / 2:.1f})" for s in range(1, 9)]
+    names += [f"contrast(factor={f / 8:.3f})" for f in range(1, 8)]
+    names += [f"jpeg(quality={q})" for q in range(5, 100, 5)]
+    if n > len(names):
+        raise ValueError(f"at most {len(names)} downscalers")
+    return names[:n]
+
+
+def _part(rng: np.random.Generator, images: np.ndarray, first: int, downscalers: list[str], shifts: np.ndarray,
+          difficulty: np.ndarray, n_seeds: int, written_at: dt.datetime) -> pl.DataFrame:
+    """The records of images ``first .. first + len(images) - 1``, all downscalers and seeds."""
+    n_img, n_ds = images.size, len(downscalers)
+    shared = rng.normal(0.0, 0.02, (n_img, 1, n_seeds))          # SR noise of (image, seed)
+    own = rng.normal(0.0, 0.005, (n_img, n_ds, n_seeds))          # noise of the sample itself
+    value = (difficulty[images][:, None, None] + shifts[None, :, None] + shared + own).ravel()
+    finite = rng.random(value.size) >= NONFINITE_RATE
+    value[~finite] = np.nan
+    rows = value.size
+    return pl.DataFrame({
+        "image": np.repeat([f"div2k/{i + 1:05d}" for i in range(first, first + n_img)], n_ds * n_seeds),
+        "downscaler": np.tile(np.repeat(downscalers, n_seeds), n_img),
+        "model": MODEL, "metric": METRIC,
+        "seed": np.tile(np.arange(n_seeds, dtype=np.int64), n_img * n_ds),
+        "scale": np.int64(SCALE), "value": value, "finite": finite,
+        "error": pl.Series([None] * rows, dtype=pl.String),
+        "weights_hash": "9f2c4e" * 10 + "a1b2", "sample_seconds": rng.uniform(0.01, 0.03, rows),
+        "metric_seconds": rng.uniform(0.001, 0.003, rows), "device": "cuda:0", "code_version": "0.1.0",
+        "suite_hash": "5d41402abc4b2a76", "worker": f"worker-{first % 8}", "written_at": written_at,
+    }).with_columns(error=pl.when(pl.col("finite")).then(None).otherwise(pl.lit("non-finite SR sample")))
+
+
+def generate(run_dir: Path, n_images: int, n_downscalers: int, n_seeds: int, part_rows: int, seed: int) -> dict:
+    """Write the run directory; returns its shape (records, parts, bytes on disk)."""
+    rng = np.random.default_rng(seed)
+    downscalers = downscaler_ids(n_downscalers)
+    shifts = np.concatenate(([0.0], rng.uniform(0.0, 0.2, n_downscalers - 1)))
+    difficulty = rng.uniform(0.1, 0.6, n_images)
+    per_image = n_downscalers * n_seeds
+    images_per_part = max(1, part_rows // per_image)
+    records_dir = run_dir / "records"
+    records_dir.mkdir(parents=True, exist_ok=True)
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    parts = 0
+    for first in range(0, n_images, images_per_part):
+        images = np.arange(first, min(first + images_per_part, n_images))
+        frame = _part(rng, images, first, downscalers, shifts, difficulty, n_seeds, start + dt.timedelta(seconds=first))
+        frame.select([pl.col(c).cast(t) for c, t in STORE_SCHEMA.items()]).write_parquet(
+            records_dir / f"part-{first:08d}-{seed:04x}.parquet")
+        parts += 1
+    (records_dir / ".part-unfinished.parquet.tmp").write_bytes(b"PAR1 truncated")  # must be ignored
+    size = sum(p.stat().st_size for p in records_dir.glob("part-*.parquet"))
+    return {"records": n_images * per_image, "parts": parts, "records_per_part": images_per_part * per_image,
+            "images": n_images, "downscalers": n_downscalers, "seeds": n_seeds, "parquet_mb": size / 2**20}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------ measurements, one per process
+# Each runs in a fresh interpreter (`_measure`), so that its peak RSS is its own: not raised by
+# generating the parts, nor by another measurement. ``rss_after_imports_mb`` is the floor
+# (Python, Polars, and torch, which `idard.bench.store` imports through `idard.measure.evaluate`).
+
+
+def measure_report(run_dir: Path, n_boot: int, max_rows: int) -> dict:
+    """`build_report` as ``idard-bench report`` runs it: scan, table, paired differences."""
+    before = peak_rss_mb()
+    started = time.perf_counter()
+    report = build_report(scan_records(run_dir), baseline="bicubic", n_boot=n_boot, seed=0, max_rows=max_rows)
+    seconds = time.perf_counter() - started
+    assert report.paired is not None
+    with pl.Config(tbl_rows=6, tbl_cols=12, tbl_width_chars=160):
+        print(report.table.sort("ida_rd").head(5), file=sys.stderr)
+        print(report.paired.sort("mean_diff").head(5), file=sys.stderr)
+    return {
+        "seconds": seconds, "rss_after_imports_mb": before, "peak_rss_mb": peak_rss_mb(),
+        "table_rows": report.table.height, "paired_rows": report.paired.height,
+        "n_samples": int(report.table["n_samples"].sum()), "n_nonfinite": int(report.table["n_nonfinite"].sum()),
+    }
+
+
+def measure_unbatched(run_dir: Path) -> dict:
+    """The same reduction in one pass (``max_rows`` above the record count), without bootstrap.
+
+    This is the memory that batching avoids: the grouped value lists of every record at
+    once. The bootstrap is left out (n_boot=0) because it works on one group either way.
+    """
+    before = peak_rss_mb()
+    started = time.perf_counter()
+    build_report(scan_records(run_dir), baseline="bicubic", n_boot=0, max_rows=2**62)
+    return {"seconds": time.perf_counter() - started, "rss_after_imports_mb": before, "peak_rss_mb": peak_rss_mb()}
+
+
+def measure_collect(run_dir: Path) -> dict:
+    """Every record collected at once, as a naive reduction would start: its size in memory."""
+    before = peak_rss_mb()
+    everything = scan_records(run_dir).collect()
+    return {
+        "all_columns_mb": everything.estimated_size() / 2**20,
+        "report_columns_mb": everything.select(REPORT_COLUMNS).estimated_size() / 2**20,
+        "rss_after_imports_mb": before, "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+MEASUREMENTS = {"report": measure_report, "unbatched": measure_unbatched, "collect": measure_collect}
+
+
+def _measure(kind: str, run_dir: Path, *extra: str) -> dict:
+    """Run measurement ``kind`` in a fresh interpreter; returns its JSON, rounded."""
+    command = [sys.executable, __file__, "--measure", kind, "--dir", str(run_dir), *extra]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    return {k: round(v, 1) if isinstance(v, float) else v for k, v in json.loads(done.stdout).items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=12_500)
+    parser.add_argument("--downscalers", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument("--part-rows", type=int, default=2000, help="records per part (the runner's flush size)")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="records one reduction step holds")
+    parser.add_argument("--dir", type=Path, default=None, help="run directory to write (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the run directory afterwards")
+    parser.add_argument("--reuse", action="store_true", help="reduce an existing --dir without regenerating it")
+    parser.add_argument("--skip-unbatched", action="store_true", help="skip the one-pass comparison (~4 GB at 10M)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "report_scale.json")
+    parser.add_argument("--measure", choices=sorted(MEASUREMENTS), help=argparse.SUPPRESS)  # child process mode
+    args = parser.parse_args()
+
+    if args.measure:
+        extra = (args.n_boot, args.max_rows) if args.measure == "report" else ()
+        print(json.dumps(MEASUREMENTS[args.measure](args.dir, *extra)))
+        return
+
+    run_dir = args.dir or Path(tempfile.mkdtemp(prefix="idard-scale-"))
+    try:
+        if args.reuse:
+            shape = {"records": scan_records(run_dir).select(pl.len()).collect().item(), "reused": True,
+                     "parts": len(list((run_dir / "records").glob("part-*.parquet")))}
+        else:
+            if (run_dir / "records").exists():
+                shutil.rmtree(run_dir / "records")
+            started = time.perf_counter()
+            shape = generate(run_dir, args.images, args.downscalers, args.seeds, args.part_rows, seed=0)
+            shape["generate_seconds"] = round(time.perf_counter() - started, 1)
+            shape["parquet_mb"] = round(shape["parquet_mb"], 1)
+        report = _measure("report", run_dir, f"--n-boot={args.n_boot}", f"--max-rows={args.max_rows}")
+        collect = _measure("collect", run_dir)
+        unbatched = None if args.skip_unbatched else _measure("unbatched", run_dir)
+        increase = report["peak_rss_mb"] - report["rss_after_imports_mb"]
+        result = {
+            **shape,
+            "baseline": "bicubic", "n_boot": args.n_boot, "max_rows": args.max_rows,
+            "build_report": report,
+            "collect_everything": collect,
+            "unbatched_one_pass_n_boot0": unbatched,
+            "summary": {
+                "build_report_seconds": report["seconds"],
+                "build_report_peak_rss_mb": report["peak_rss_mb"],
+                "build_report_rss_above_imports_mb": round(increase, 1),
+                "records_frame_all_columns_mb": collect["all_columns_mb"],
+                "records_frame_report_columns_mb": collect["report_columns_mb"],
+                "rss_above_imports_over_all_columns_frame": round(increase / collect["all_columns_mb"], 3),
+                "unbatched_rss_above_imports_mb": None if unbatched is None
+                else round(unbatched["peak_rss_mb"] - unbatched["rss_after_imports_mb"], 1),
+            },
+            "machine": {"python": platform.python_version(), "polars": pl.__version__, "cpus": os.cpu_count(),
+                        "polars_threads": pl.thread_pool_size()},
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+    finally:
+        if args.dir is None and not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
