@@ -22,7 +22,7 @@ import polars as pl
 from idard.bench.sources import ImageRef, list_images
 from idard.bench.store import RecordStore
 from idard.bench.suite import Suite
-from idard.measure.evaluate import KEY_COLUMNS
+from idard.measure.records import KEY_COLUMNS
 from idard.measure.models import MODELS
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from idard.bench.store import PART_GLOB, RecordStore
-from idard.measure.evaluate import KEY_COLUMNS
+from idard.measure.records import KEY_COLUMNS
 from idard.measure.statistics import DEFAULT_MAX_ROWS, ida_rd_table, paired_differences
 
 #: The rows of the report: one per (downscaler, model, metric, scale).

@@ -33,7 +33,7 @@ import polars as pl
 from idard.bench.plan import Plan, WorkUnit
 from idard.bench.progress import RunProgress
 from idard.bench.store import RecordStore
-from idard.measure.evaluate import RECORD_SCHEMA
+from idard.measure.records import RECORD_SCHEMA
 from idard.measure.models import MODELS
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.fs
 
-from idard.measure.evaluate import KEY_COLUMNS, RECORD_SCHEMA
+from idard.measure.records import KEY_COLUMNS, RECORD_SCHEMA
 
 #: The per-sample record schema of the measure, plus run provenance.
 STORE_SCHEMA: dict[str, pl.DataType] = {
@@ -134,14 +134,18 @@ class RecordStore:
         return len(stale)
 
     def write_text(self, name: str, text: str) -> str:
-        """A small file beside the records (suite copy, run metadata), atomically."""
+        """A small text file beside the records (suite copy, run metadata), atomically."""
+        return self.write_bytes(name, text.encode())
+
+    def write_bytes(self, name: str, data: bytes) -> str:
+        """A small file beside the records (tables, metadata), atomically; returns its path."""
         target = f"{self._root}/{name}"
         if self.remote:
-            with self._fs.open_output_stream(target) as stream:
-                stream.write(text.encode())
+            with self._fs.open_output_stream(target) as stream:  # one atomic PUT
+                stream.write(data)
             return target
         os.makedirs(self._root, exist_ok=True)
         partial = f"{target}.tmp"
-        Path(partial).write_text(text)
+        Path(partial).write_bytes(data)
         os.replace(partial, target)
         return target

@@ -33,25 +33,7 @@ from idard.measure.distortions import DISTORTIONS
 from idard.measure.downscalers import DOWNSCALERS, Downscaler
 from idard.measure.images import RGBImage, crop_to_multiple, load_image, quantize_8bit, to_tensor
 from idard.measure.models import MODELS, SRModel
-
-#: The columns of a per-sample record, in order. The first five are the record's key.
-KEY_COLUMNS = ("image", "downscaler", "model", "metric", "seed")
-RECORD_SCHEMA: dict[str, pl.DataType] = {
-    "image": pl.String,
-    "downscaler": pl.String,
-    "model": pl.String,
-    "metric": pl.String,
-    "seed": pl.Int64,
-    "scale": pl.Int64,
-    "value": pl.Float64,
-    "finite": pl.Boolean,
-    "error": pl.String,
-    "weights_hash": pl.String,
-    "sample_seconds": pl.Float64,
-    "metric_seconds": pl.Float64,
-    "device": pl.String,
-    "code_version": pl.String,
-}
+from idard.measure.records import KEY_COLUMNS, RECORD_SCHEMA
 
 
 def _as_downscaler(spec: str | Downscaler) -> Downscaler:

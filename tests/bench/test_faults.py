@@ -24,7 +24,7 @@ from idard.bench.jobs import run_suite
 from idard.bench.runner import RunOptions
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
-from idard.measure.evaluate import KEY_COLUMNS
+from idard.measure.records import KEY_COLUMNS
 from tests.bench.conftest import write_crops, write_suite
 
 ray = pytest.importorskip("ray")

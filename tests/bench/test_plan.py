@@ -11,7 +11,7 @@ from idard.bench.plan import StaleRecordsError, make_plan
 from idard.bench.sources import ImageRef
 from idard.bench.store import RecordStore
 from idard.bench.suite import parse_suite
-from idard.measure.evaluate import RECORD_SCHEMA
+from idard.measure.records import RECORD_SCHEMA
 from idard.measure.models import MODELS
 
 IMAGES = [ImageRef("a", "/nowhere/a.png"), ImageRef("b", "/nowhere/b.png")]

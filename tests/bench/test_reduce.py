@@ -129,3 +129,13 @@ def test_a_small_memory_budget_changes_passes_not_numbers(tmp_path: Path) -> Non
 def test_records_without_a_needed_column_are_refused() -> None:
     with pytest.raises(ValueError, match="finite"):
         build_report(FRAME.drop("finite"), baseline=None, n_boot=0)
+
+
+def test_reporting_never_loads_torch() -> None:
+    """``idard-bench report`` reads records only: loading torch would cost it ~650 MB."""
+    import subprocess
+    import sys
+
+    program = ("import sys, idard.bench.cli, idard.bench.reduce, idard.bench.report; "
+               "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", program]).returncode == 0

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from idard.bench.store import STORE_SCHEMA, RecordStore
-from idard.measure.evaluate import KEY_COLUMNS, RECORD_SCHEMA
+from idard.measure.records import KEY_COLUMNS, RECORD_SCHEMA
 
 
 def _records(images: list[str], seeds: range = range(2)) -> pl.DataFrame:

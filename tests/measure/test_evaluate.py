@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from idard.measure.evaluate import KEY_COLUMNS, RECORD_SCHEMA, evaluate
+from idard.measure.evaluate import evaluate
+from idard.measure.records import KEY_COLUMNS, RECORD_SCHEMA
 from idard.measure.images import RGBImage
 from idard.measure.models.srflow import TINY_4X, SRFlowNet, save_weights
 

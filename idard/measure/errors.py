@@ -1,0 +1,14 @@
+"""Errors a user can act on that are not `ValueError`s, importable without torch.
+
+The CLI turns them into one-line messages; it must be able to name them in a process
+that never loads torch (``idard-bench report``). Bad inputs (`images.ImageError`,
+`registry.SpecError`) are `ValueError` subclasses and need no entry here.
+"""
+
+
+class LPIPSWeightsUnavailable(RuntimeError):
+    """No trunk weights could be found offline and none could be downloaded."""
+
+
+class LPIPSWeightsInvalid(RuntimeError):
+    """A weights source was found but its content is not what it should be."""
