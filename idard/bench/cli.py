@@ -38,14 +38,12 @@ class UsageError(Exception):
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn expected input errors into a one-line message and exit code 2, no traceback."""
-    from idard.measure.images import ImageError
-    from idard.measure.lpips_weights import LPIPSWeightsInvalid, LPIPSWeightsUnavailable
-    from idard.measure.registry import SpecError
+    from idard.measure.errors import LPIPSWeightsInvalid, LPIPSWeightsUnavailable
 
     try:
         yield
-    except (UsageError, ImageError, SpecError, FileNotFoundError, ValueError,
-            LPIPSWeightsUnavailable, LPIPSWeightsInvalid) as exc:
+    except (UsageError, FileNotFoundError, ValueError,  # ValueError: ImageError, SpecError, bad values
+            LPIPSWeightsInvalid, LPIPSWeightsUnavailable) as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
@@ -181,8 +179,8 @@ def _suite(path: Path | None):
     return load_suite(path if path is not None else default_suite())
 
 
-def _out(out: str | None, suite) -> str:
-    return out if out is not None else str(Path("runs") / suite.name)
+def _out(out: str | None, name: str) -> str:
+    return out if out is not None else str(Path("runs") / name)
 
 
 SuiteOption = Annotated[Path | None, typer.Option("--suite", help="Suite YAML (default: benchmark/quickstart.yaml).")]
@@ -213,13 +211,17 @@ def run(
     from idard.bench.runner import RunOptions
 
     with user_errors():
-        suite = _suite(suite_path)
-        target = _out(out, suite)
-        if cluster is not None:
+        if cluster is not None:  # the suite is validated on the head, where its files are
             from idard.bench.cluster import run_on_cluster
+            from idard.bench.jobs import default_suite
+            from idard.bench.suite import suite_name
 
+            path = suite_path if suite_path is not None else default_suite()
+            target = _out(out, suite_name(path))
             extra = [f"--bootstrap={bootstrap}"] + ([f"--baseline={baseline}"] if baseline else [])
-            raise typer.Exit(run_on_cluster(cluster, Path(suite.path), target, extra, console=console))
+            raise typer.Exit(run_on_cluster(cluster, path, target, extra, console=console))
+        suite = _suite(suite_path)
+        target = _out(out, suite.name)
         options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
                              use_gpus=gpu, flush_records=flush_records, verbose=verbose)
         summary = run_suite(suite, target, options, console)
@@ -240,22 +242,19 @@ def _print_report(records, out: str, baseline: str | None, bootstrap: int) -> No
     """Reduce records to the IDA-RD table (and paired differences); print and write them."""
     import polars as pl
 
+    from idard.bench.reduce import build_report
     from idard.bench.report import rich_paired_table, rich_table, write_reports
-    from idard.measure.statistics import ida_rd_table, paired_differences
 
-    by = ["downscaler", "model", "metric", "scale"]
-    table = ida_rd_table(records, by=by, n_boot=bootstrap)
-    paired = paired_differences(records, baseline, by=by, n_boot=bootstrap) if baseline else None
-    written = write_reports(table, Path(out), paired) if "://" not in out else []
-    console.print(rich_table(table))
-    if paired is not None and paired.height:
-        console.print(rich_paired_table(paired))
+    report = build_report(records, baseline=baseline, n_boot=bootstrap)
+    written = write_reports(report.table, out, report.paired)
+    console.print(rich_table(report.table))
+    if report.paired is not None and report.paired.height:
+        console.print(rich_paired_table(report.paired))
     errors = records.filter(pl.col("error").is_not_null()).select("image", "downscaler", "error").unique().collect()
     if errors.height:
         console.print(f"{errors.height} (image, downscaler) pairs have error records, e.g. "
                       f"{errors.row(0)[0]} / {errors.row(0)[1]}: {errors.row(0)[2]}", highlight=False)
-    if written:
-        console.print(f"tables: {', '.join(str(p) for p in written)}", highlight=False)
+    console.print(f"tables: {', '.join(written)}", highlight=False)
 
 
 @app.command()
@@ -267,13 +266,10 @@ def report(
     """Reduce a run directory's records to the IDA-RD table (downscaler x model x scale)."""
     import polars as pl
 
-    from idard.bench.store import RecordStore
+    from idard.bench.reduce import scan_records
 
     with user_errors():
-        store = RecordStore(run_dir)
-        if not store.parts():
-            raise UsageError(f"{run_dir}: no records (expected Parquet parts under {store.records_dir})")
-        records = store.scan()
+        records = scan_records(run_dir)  # FileNotFoundError naming the directory when empty
         if baseline is None:
             has_bicubic = records.filter(pl.col("downscaler") == "bicubic").head(1).collect().height > 0
             baseline = "bicubic" if has_bicubic else None
@@ -289,7 +285,7 @@ def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
 
     with user_errors():
         suite = _suite(suite_path)
-        target = _out(out, suite)
+        target = _out(out, suite.name)
         plan, table = suite_status(suite, target)
         shown = Table(title=f"{suite.name} in {target}: {plan.done_tasks}/{plan.total_tasks} records done",
                       title_justify="left")
@@ -308,7 +304,7 @@ def train_srflow(
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 2500,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, crops and dequantisation noise.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
-    blind: Annotated[bool, typer.Option("--blind/--bicubic-only", help="LR bicubic plus random degradations (default) or bicubic only.")] = True,
+    blind: Annotated[bool, typer.Option("--blind/--bicubic-only", help="LR bicubic plus random degradations, or bicubic only (default, as the committed model).")] = False,
 ) -> None:
     """Train the embedded smoke-test SRFlow (TINY_4X, 4x) on photographs bundled in packages.
 

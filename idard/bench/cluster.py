@@ -232,15 +232,10 @@ def check_suite_portable(suite_path: str | Path) -> None:
     suite) cannot exist on the head. Object-store URIs, ``bundled:`` sets and absolute
     paths (inside the Docker image) are accepted. Raises `SuiteError` naming the key.
     """
-    from idard.bench.suite import _PATH_PARAMS, SuiteError
+    from idard.bench.suite import _PATH_PARAMS, SuiteError, read_suite_file
 
     path = Path(suite_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SuiteError(f"{path}: no such suite file") from None
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML: {exc}") from None
+    data = read_suite_file(path)
     if not isinstance(data, dict):
         return  # load_suite reports the shape of a broken suite
     advice = ("only the suite file reaches the cluster: use an object-store URI (s3://...), "

@@ -16,11 +16,14 @@ p-value; CSV and Parquet hold the tables unrounded, in their own (key) order.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import polars as pl
 from rich.table import Table
+
+from idard.bench.store import RecordStore
 
 #: table column -> (header, format); a column absent from a table is skipped
 _COLUMNS = {
@@ -122,17 +125,24 @@ def paired_markdown(paired: pl.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
-def write_reports(table: pl.DataFrame, out_dir: Path, paired: pl.DataFrame | None = None) -> list[Path]:
-    """``ida_rd.{md,csv,parquet}`` in ``out_dir``, and ``paired.{md,csv,parquet}`` if given."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "ida_rd.md", out_dir / "ida_rd.csv", out_dir / "ida_rd.parquet"]
-    paths[0].write_text(markdown(table))
-    table.write_csv(paths[1])
-    table.write_parquet(paths[2])
+def _encoded(table: pl.DataFrame, render) -> dict[str, bytes]:
+    """``table`` as Markdown (rendered by ``render``), CSV and Parquet file contents."""
+    parquet = io.BytesIO()
+    table.write_parquet(parquet)
+    return {"md": render(table).encode(), "csv": table.write_csv().encode(), "parquet": parquet.getvalue()}
+
+
+def write_reports(
+    table: pl.DataFrame, run_dir: RecordStore | str | Path, paired: pl.DataFrame | None = None
+) -> list[str]:
+    """``ida_rd.{md,csv,parquet}`` in ``run_dir``, and ``paired.{md,csv,parquet}`` if given.
+
+    ``run_dir`` is a directory, an object-store URI or its `RecordStore`: the tables go
+    beside the records they were reduced from, each file written atomically (a reader
+    never sees half a table). Returns the paths written.
+    """
+    store = run_dir if isinstance(run_dir, RecordStore) else RecordStore(run_dir)
+    files = {f"ida_rd.{ext}": data for ext, data in _encoded(table, markdown).items()}
     if paired is not None:
-        extra = [out_dir / "paired.md", out_dir / "paired.csv", out_dir / "paired.parquet"]
-        extra[0].write_text(paired_markdown(paired))
-        paired.write_csv(extra[1])
-        paired.write_parquet(extra[2])
-        paths += extra
-    return paths
+        files |= {f"paired.{ext}": data for ext, data in _encoded(paired, paired_markdown).items()}
+    return [store.write_bytes(name, data) for name, data in files.items()]

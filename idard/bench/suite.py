@@ -221,8 +221,8 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> S
     )
 
 
-def load_suite(path: str | Path, loader: Callable[[str], Any] = yaml.safe_load) -> Suite:
-    """Read and validate a suite file; every problem raises `SuiteError` naming the file."""
+def read_suite_file(path: str | Path, loader: Callable[[str], Any] = yaml.safe_load) -> Any:
+    """The parsed, not yet validated content of a suite file; errors name the file."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -231,7 +231,20 @@ def load_suite(path: str | Path, loader: Callable[[str], Any] = yaml.safe_load) 
     except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError(f"{path}: cannot read suite ({exc})") from None
     try:
-        data = loader(text)
+        return loader(text)
     except yaml.YAMLError as exc:
         raise SuiteError(f"{path}: not valid YAML: {exc}") from None
-    return parse_suite(data, str(path), path.resolve().parent)
+
+
+def suite_name(path: str | Path) -> str:
+    """A suite's name without validating it: its plug-ins may name files that exist only
+    where the suite will run (a cluster's Docker image), which `load_suite` would refuse."""
+    data = read_suite_file(path)
+    name = data.get("name") if isinstance(data, Mapping) else None
+    return name.strip() if isinstance(name, str) and name.strip() else Path(path).stem
+
+
+def load_suite(path: str | Path, loader: Callable[[str], Any] = yaml.safe_load) -> Suite:
+    """Read and validate a suite file; every problem raises `SuiteError` naming the file."""
+    path = Path(path)
+    return parse_suite(read_suite_file(path, loader), str(path), path.resolve().parent)

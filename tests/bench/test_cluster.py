@@ -470,3 +470,18 @@ def test_the_build_context_leaves_out_environments_records_and_history() -> None
                if line.strip() and not line.startswith("#")}
     assert {".venv/", ".git/", "runs/", "benchmark/results/*.parquet"} <= ignored
     assert not ignored & {"idard/", "README.md", "pyproject.toml", "requirements/"}
+
+
+def test_the_cli_leaves_files_inside_the_image_to_the_head(tmp_path: Path) -> None:
+    """A suite naming weights that exist only in the Docker image is not loaded here:
+    the launch goes on to check the cluster file, whose placeholder it reports."""
+    from typer.testing import CliRunner
+
+    from idard.bench.cli import app
+
+    suite = tmp_path / "paper.yaml"
+    suite.write_text("name: paper\nimages: [s3://b/hr/]\ndownscalers: [bicubic]\n"
+                     "models: ['srflow(weights=/models/SRFlow_DF2K_4X.pth)']\n")
+    result = CliRunner().invoke(app, ["run", "--suite", str(suite), "--cluster", str(CLUSTER_YAML)])
+    assert result.exit_code == 2, result.output
+    assert "docker.image" in result.output and "SRFlow_DF2K_4X" not in result.output

@@ -24,7 +24,7 @@ def test_markdown_sorts_by_ida_rd_and_formats_fixed_decimals() -> None:
 
 def test_write_reports_writes_markdown_csv_and_parquet(tmp_path: Path) -> None:
     paths = write_reports(TABLE, tmp_path / "run")
-    assert [p.name for p in paths] == ["ida_rd.md", "ida_rd.csv", "ida_rd.parquet"]
+    assert [Path(p).name for p in paths] == ["ida_rd.md", "ida_rd.csv", "ida_rd.parquet"]
     assert pl.read_parquet(paths[2]).equals(TABLE)
     assert pl.read_csv(paths[1])["downscaler"].to_list() == ["nearest", "bicubic"]
 
@@ -38,7 +38,7 @@ def test_paired_differences_are_written_signed_with_their_ci(tmp_path: Path) -> 
         "n_images": [4], "n_pairs": [32],
     })
     assert "| nearest | m | lpips-alex | x4 | bicubic | +0.0120 | [+0.0040, +0.0200] | 0.03 | 4 | 32 |" in paired_markdown(paired)
-    names = [p.name for p in write_reports(TABLE, tmp_path, paired)]
+    names = [Path(p).name for p in write_reports(TABLE, tmp_path, paired)]
     assert names[3:] == ["paired.md", "paired.csv", "paired.parquet"]
 
 
@@ -58,3 +58,16 @@ def test_rich_paired_table_sorts_by_signed_difference_and_shows_undefined_p_as_a
     lines = [line for line in console.export_text().splitlines() if "bicubic" in line]
     assert "area" in lines[0] and "-0.0030" in lines[0] and "—" in lines[0] and "nan" not in lines[0]
     assert "nearest" in lines[1] and "+0.0120" in lines[1] and "[+0.0040, +0.0200]" in lines[1]
+
+
+def test_tables_of_an_object_store_run_are_written_beside_its_records() -> None:
+    import io
+
+    from idard.bench.store import RecordStore
+
+    store = RecordStore("mock:///bucket/run")  # pyarrow's in-memory filesystem
+    store._fs.create_dir("bucket/run")  # it wants parent folders, unlike S3 and GCS
+    paths = write_reports(TABLE, store)
+    assert store.remote and paths[0] == "bucket/run/ida_rd.md"
+    with store._fs.open_input_file(paths[2]) as fh:
+        assert pl.read_parquet(io.BytesIO(fh.read())).equals(TABLE)
