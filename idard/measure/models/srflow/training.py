@@ -7,13 +7,16 @@ photographs the default benchmark evaluates). It is a model for smoke runs and t
 not for publication numbers.
 
 Training follows SRFlow's objective: maximum likelihood of HR patches given their LR
-(negative log-likelihood in bits per dimension, uniform dequantisation). The model is
-trained *blind to degradations*: each LR patch is a bicubic downscale, and half of them
-also carry a random degradation of the kinds IDA-RD assesses (blur, noise, contrast
-change, quantisation), as blind SR models such as BSRGAN are trained. IDA-RD needs a blind
-decoder: a flow trained on bicubic LR only sees out-of-distribution conditioning for any
-other downscaler, and its inverse then overflows to Inf/NaN even at heat 0 (measured on
-the first, bicubic-only version of this model: every noise(sigma=0.2) sample failed).
+(negative log-likelihood in bits per dimension, uniform dequantisation), with LR patches
+made by bicubic downscaling as in the paper. A flow trained on bicubic LR sees
+out-of-distribution conditioning for every other downscaler; with SRFlow's own inverse
+(affine scales floored at 1e-4) the first version of this model overflowed to Inf/NaN on
+every noise(sigma=0.2) sample, even at heat 0. ``TINY_4X`` therefore bounds its inverse
+(affine scales >= 0.25, tanh-bounded prior scales), which keeps every sample finite.
+``blind=True`` (``--blind``) also degrades half the LR patches (blur, noise, contrast,
+quantisation), as blind SR models are trained; it was tried and not kept, because such a
+decoder learns to undo nearest's aliasing and then ranks nearest above bicubic, unlike
+the paper's decoders (model card, "Why bicubic only").
 Everything random comes from one seed, so ``idard-bench train-srflow`` reproduces the
 committed weights up to floating-point non-determinism across thread counts.
 """
@@ -51,7 +54,7 @@ class TrainingSettings:
     pyramid: tuple[float, ...] = (1.0, 0.75, 0.5)  # photo rescales, for more texture scales
     seed: int = 0
     threads: int = 2
-    blind: bool = True  # half the LR patches degraded (blur, noise, contrast, quantisation)
+    blind: bool = False  # True: half the LR patches degraded (blur, noise, contrast, quantisation)
 
 
 def _pyramid(settings: TrainingSettings) -> list[np.ndarray]:
