@@ -30,12 +30,17 @@ class SpecError(ValueError):
     """A plug-in spec that names an unknown plug-in or parameter, or has a bad value."""
 
 
+#: Unquoted values read as strings: words with '-', '.' and relative paths.
+_BARE_WORD = re.compile(r"[A-Za-z_~.][\w.~/-]*")
+
+
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``name(k=v, ...)`` into the name and literal keyword arguments.
 
     Only Python literals are accepted as values (numbers, strings, booleans, None,
-    tuples and lists of them), so a suite file can never run code. A bare word is read
-    as a string (``blur(base=nearest)``), which is what a suite author means by it.
+    tuples and lists of them), so a suite file can never run code. A bare word or relative
+    path is read as a string (``blur(base=nearest)``, ``pulse(generator=dcgan-faces)``,
+    ``srflow(weights=ckpt/x.pth)``), which is what a suite author means by it.
     """
     match = _SPEC.match(spec)
     if match is None:
@@ -46,10 +51,12 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     name, args = match.group("name"), match.group("args")
     if args is None or not args.strip():
         return name, {}
+    source = f"f({args})"
     try:
-        node = ast.parse(f"f({args})", mode="eval").body
+        node = ast.parse(source, mode="eval").body
     except SyntaxError as exc:
-        raise SpecError(f"cannot parse plug-in spec {spec!r}: {exc.msg}") from None
+        raise SpecError(f"cannot parse plug-in spec {spec!r}: {exc.msg} (quote values such as "
+                        "absolute paths: weights='/models/x.pth')") from None
     assert isinstance(node, ast.Call)
     if node.args:
         raise SpecError(f"plug-in spec {spec!r}: parameters must be named (key=value)")
@@ -63,6 +70,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
             else:
                 params[kw.arg] = ast.literal_eval(kw.value)
         except ValueError:
+            word = ast.get_source_segment(source, kw.value) or ""
+            if _BARE_WORD.fullmatch(word):  # stylegan-ffhq, ckpt/SRFlow_DF2K_4X.pth
+                params[kw.arg] = word
+                continue
             raise SpecError(
                 f"plug-in spec {spec!r}: value of {kw.arg!r} must be a literal "
                 "(number, quoted string, True/False/None)"

@@ -13,6 +13,10 @@ def test_specs_parse_literals_and_bare_words() -> None:
     assert parse_spec("blur(sigma=2, base=nearest, order='before')") == (
         "blur", {"sigma": 2, "base": "nearest", "order": "before"})
     assert parse_spec("x(flag=True, none=None, t=(1, 2))") == ("x", {"flag": True, "none": None, "t": (1, 2)})
+    assert parse_spec("pulse(generator=dcgan-faces, weights=ckpt/G_v2.pt)") == (
+        "pulse", {"generator": "dcgan-faces", "weights": "ckpt/G_v2.pt"})
+    with pytest.raises(SpecError, match="quote values such as absolute paths"):
+        parse_spec("srflow(weights=/models/x.pth)")
 
 
 def test_code_is_never_evaluated() -> None:
