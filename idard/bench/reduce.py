@@ -32,6 +32,8 @@ from idard.measure.statistics import DEFAULT_MAX_ROWS, ida_rd_table, paired_diff
 REPORT_KEYS = ("downscaler", "model", "metric", "scale")
 #: The record columns the reduction reads; the store's other columns are never loaded.
 REPORT_COLUMNS = (*KEY_COLUMNS, "scale", "value", "finite")
+#: Read too when present (records of frames made before the column existed lack it).
+OPTIONAL_COLUMNS = ("converged",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +73,7 @@ def _needed(records: pl.LazyFrame) -> pl.LazyFrame:
     missing = [c for c in REPORT_COLUMNS if c not in names]
     if missing:
         raise ValueError(f"records lack column(s) {missing} needed for the report; they have {names}")
-    return records.select(REPORT_COLUMNS)
+    return records.select(*REPORT_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in names))
 
 
 def build_report(

@@ -37,6 +37,7 @@ _COLUMNS = {
     "n_images": ("images", "{}"),
     "n_samples": ("samples", "{}"),
     "n_nonfinite": ("non-finite", "{}"),
+    "n_unconverged": ("unconverged", "{}"),
 }
 
 
@@ -46,6 +47,8 @@ def _display(table: pl.DataFrame) -> pl.DataFrame:
         for low, high in zip(table["ci_low"].to_list(), table["ci_high"].to_list())
     ]
     shown = table.with_columns(pl.Series("ci", ci, dtype=pl.String))
+    if "n_unconverged" in shown.columns and shown["n_unconverged"].fill_null(0).sum() == 0:
+        shown = shown.drop("n_unconverged")  # only models with a convergence goal (PULSE) have any
     return shown.sort([c for c in ("model", "metric", "scale") if c in shown.columns] + ["ida_rd"])
 
 

@@ -74,7 +74,8 @@ class RecordStore:
         if not parts:
             return pl.LazyFrame(schema=STORE_SCHEMA)
         if not self.remote:
-            return pl.scan_parquet(parts, schema=STORE_SCHEMA)
+            # parts written before a column existed (e.g. ``converged``) read it as null
+            return pl.scan_parquet(parts, schema=STORE_SCHEMA, missing_columns="insert")
         import pyarrow.dataset
 
         dataset = pyarrow.dataset.dataset(parts, format="parquet", filesystem=self._fs)

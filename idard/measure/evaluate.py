@@ -32,7 +32,7 @@ from idard import __version__
 from idard.measure.distortions import DISTORTIONS
 from idard.measure.downscalers import DOWNSCALERS, Downscaler
 from idard.measure.images import RGBImage, crop_to_multiple, load_image, quantize_8bit, to_tensor
-from idard.measure.models import MODELS, SRModel
+from idard.measure.models import MODELS, Samples, SRModel
 from idard.measure.records import KEY_COLUMNS, RECORD_SCHEMA
 
 
@@ -157,22 +157,26 @@ class ImageEvaluator:
         started = time.perf_counter()
         try:
             with torch.inference_mode():
-                sr = self.model.sample(lr, list(seeds))
+                out = self.model.sample(lr, list(seeds))
         except Exception as exc:  # noqa: BLE001
             return self.error_rows(name, _error_message(exc), [r for r, _ in chunk])
+        sr, converged = (out.images, out.converged.tolist()) if isinstance(out, Samples) else (out, None)
         if sr.is_cuda:
             torch.cuda.synchronize()
         sample_seconds = (time.perf_counter() - started) / (len(chunk) * len(seeds))
 
         rows: list[dict[str, Any]] = []
-        for (request, _), samples in zip(chunk, sr):
-            rows += self._score_samples(name, request, hr, samples, sample_seconds)
+        for b, ((request, _), samples) in enumerate(zip(chunk, sr)):
+            flags = converged[b] if converged is not None else [None] * len(seeds)
+            rows += self._score_samples(name, request, hr, samples, flags, sample_seconds)
         return rows
 
     def _score_samples(
-        self, name: str, request: Request, hr: torch.Tensor, samples: torch.Tensor, sample_seconds: float
+        self, name: str, request: Request, hr: torch.Tensor, samples: torch.Tensor,
+        converged: list[bool | None], sample_seconds: float,
     ) -> list[dict[str, Any]]:
-        """Score the K samples of one LR image against its HR image."""
+        """Score the K samples of one LR image against its HR image. A sample that did not
+        converge (PULSE) is scored and flagged; the statistics leave it out of means."""
         if samples.shape[-2:] != hr.shape[-2:]:
             error = f"model output {tuple(samples.shape[-2:])} does not match HR {tuple(hr.shape[-2:])}"
             return self.error_rows(name, error, [request])
@@ -197,13 +201,13 @@ class ImageEvaluator:
                 if k in by_sample:
                     ok = error is None and bool(np.isfinite(by_sample[k]))
                     rows.append(self._row(name, downscaler, metric.id, seed, value=float(by_sample[k]),
-                                          finite=ok, error=error, sample_seconds=sample_seconds,
-                                          metric_seconds=metric_seconds))
+                                          finite=ok, converged=converged[k], error=error,
+                                          sample_seconds=sample_seconds, metric_seconds=metric_seconds))
                 else:
                     bad = int((~torch.isfinite(samples[k])).sum())
                     rows.append(self._row(name, downscaler, metric.id, seed, value=float("nan"),
-                                          error=f"non-finite SR sample ({bad} NaN/Inf values)",
-                                          sample_seconds=sample_seconds))
+                                          converged=converged[k], sample_seconds=sample_seconds,
+                                          error=f"non-finite SR sample ({bad} NaN/Inf values)"))
         return rows
 
 

@@ -21,6 +21,7 @@ RECORD_SCHEMA: dict[str, pl.DataType] = {
     "scale": pl.Int64,
     "value": pl.Float64,
     "finite": pl.Boolean,
+    "converged": pl.Boolean,  # PULSE: L2 reached eps; null for models without that notion
     "error": pl.String,
     "weights_hash": pl.String,
     "sample_seconds": pl.Float64,

@@ -21,7 +21,9 @@ whatever its number of surviving samples. Everything here follows from that defi
 Non-finite samples (``finite`` False, or a NaN/null ``value``) never enter a mean; they are
 counted in ``n_nonfinite`` so that a downscaler which makes the model fail cannot hide it.
 An image whose samples all failed has no mean: it is left out of ``ida_rd`` and
-``n_images`` while its samples still count in ``n_nonfinite``.
+``n_images`` while its samples still count in ``n_nonfinite``. Samples a model flags as
+unconverged (``converged`` False: PULSE never reached its eps) are left out the same way,
+as the reference PULSE drops them, and counted in ``n_unconverged``.
 
 The bootstrap runs in numpy on a compact per-group copy of the finite values only (one
 float per sample) and draws resamples in chunks, so its memory is bounded by a fixed budget
@@ -52,8 +54,8 @@ DEFAULT_KEYS = ("downscaler", "model", "metric")
 OPTIONAL_KEYS = ("scale",)
 
 #: Output columns after the group keys, in order.
-PER_IMAGE_COLUMNS = ("image", "mean", "std", "n_samples", "n_nonfinite")
-TABLE_COLUMNS = ("ida_rd", "std_images", "ci_low", "ci_high", "n_images", "n_samples", "n_nonfinite")
+PER_IMAGE_COLUMNS = ("image", "mean", "std", "n_samples", "n_nonfinite", "n_unconverged")
+TABLE_COLUMNS = ("ida_rd", "std_images", "ci_low", "ci_high", "n_images", "n_samples", "n_nonfinite", "n_unconverged")
 PAIRED_COLUMNS = ("baseline", "mean_diff", "std_images", "ci_low", "ci_high", "p_wilcoxon", "n_images", "n_pairs")
 
 #: Most float elements one bootstrap chunk draws (about 50 MB of temporaries at 2**21).
@@ -88,15 +90,24 @@ def _keys(lf: pl.LazyFrame, by: Sequence[str] | None) -> list[str]:
     return keys
 
 
-def _usable(lf: pl.LazyFrame) -> pl.Expr:
-    """True for samples that enter means: flagged finite and with a finite value.
-
-    A NaN value with ``finite`` True should not occur, but a NaN must never reach a mean.
-    """
+def _finite(names: Sequence[str]) -> pl.Expr:
+    """True for samples with a finite value, flagged finite (a NaN value with ``finite``
+    True should not occur, but a NaN must never reach a mean)."""
     ok = pl.col("value").is_finite()
-    if "finite" in lf.collect_schema().names():
+    if "finite" in names:
         ok = ok & pl.col("finite")
     return ok.fill_null(False)
+
+
+def _unconverged(names: Sequence[str]) -> pl.Expr:
+    """True for samples whose model says they missed their goal (PULSE's eps); null-safe."""
+    return (pl.col("converged") == False).fill_null(False) if "converged" in names else pl.lit(False)  # noqa: E712
+
+
+def _usable(lf: pl.LazyFrame) -> pl.Expr:
+    """True for samples that enter means: finite, and not flagged as unconverged."""
+    names = lf.collect_schema().names()
+    return _finite(names) & ~_unconverged(names)
 
 
 def _image_frame(lf: pl.LazyFrame, keys: list[str], with_values: bool) -> pl.DataFrame:
@@ -112,15 +123,18 @@ def _image_frame(lf: pl.LazyFrame, keys: list[str], with_values: bool) -> pl.Dat
     ok = _usable(lf)
     names = lf.collect_schema().names()
     has_seed = "seed" in names
-    cols = [*keys, "image", "value", *(c for c in ("seed", "finite") if c in names)]
+    cols = [*keys, "image", "value", *(c for c in ("seed", "finite", "converged") if c in names)]
     slim = lf.select(cols).with_columns(
-        _ok=ok, value=pl.when(ok).then(pl.col("value"))  # failed -> null, dropped from the list
+        _ok=ok, _finite=_finite(names), _unconverged=_finite(names) & _unconverged(names),
+        value=pl.when(ok).then(pl.col("value")),  # failed -> null, dropped from the list
     )
     ordered = pl.col("value").sort_by("seed") if has_seed else pl.col("value")
     values = pl.col("values")
     images = (
         slim.group_by([*keys, "image"])
-        .agg(ordered.drop_nulls().alias("values"), (~pl.col("_ok")).sum().cast(pl.Int64).alias("n_nonfinite"))
+        .agg(ordered.drop_nulls().alias("values"),
+             (~pl.col("_finite")).sum().cast(pl.Int64).alias("n_nonfinite"),
+             pl.col("_unconverged").sum().cast(pl.Int64).alias("n_unconverged"))
         .with_columns(
             mean=values.list.mean(),
             std=values.list.std(ddof=1),
@@ -332,7 +346,7 @@ def per_image(records: Frame, by: Sequence[str] | None = None, max_rows: int = D
     a difference. ``by`` defaults to downscaler, model, metric (and scale if present).
     ``mean`` is null for an image with no finite sample, ``std`` for fewer than two.
 
-    Columns: ``*by, image, mean, std, n_samples, n_nonfinite``; rows sorted by them. At most
+    Columns: ``*by, image, mean, std, n_samples, n_nonfinite, n_unconverged``; rows sorted by them. At most
     ``max_rows`` records are read at once (see the module docstring).
     """
     _check_max_rows(max_rows)
@@ -359,6 +373,7 @@ def _table(
         rows["n_images"].append(int(means.size))
         rows["n_samples"].append(int(part["n_samples"].sum()))
         rows["n_nonfinite"].append(int(part["n_nonfinite"].sum()))
+        rows["n_unconverged"].append(int(part["n_unconverged"].sum()))
     schema = {c: (pl.Int64 if c.startswith("n_") else pl.Float64) for c in TABLE_COLUMNS}
     out = pl.DataFrame(rows, schema=schema)
     if keys:
@@ -386,9 +401,10 @@ def ida_rd_table(
       ``n_boot`` is 0. Deterministic given ``seed`` and the group's key, independent of
       record order and of the other groups present.
     * ``n_images`` (with >= 1 finite sample), ``n_samples`` (finite samples, those in the
-      mean), ``n_nonfinite`` (excluded samples).
+      mean), ``n_nonfinite`` and ``n_unconverged`` (the samples excluded, by reason).
 
-    Columns: ``*by, ida_rd, std_images, ci_low, ci_high, n_images, n_samples, n_nonfinite``;
+    Columns: ``*by, ida_rd, std_images, ci_low, ci_high, n_images, n_samples, n_nonfinite,
+    n_unconverged``;
     rows sorted by the keys. At most ``max_rows`` records are read at once (a larger group
     alone), which changes the number of passes over ``records``, never the numbers.
     """
@@ -451,7 +467,8 @@ def paired_differences(
         raise ValueError("paired differences need a 'seed' column to pair samples")
     counts = _group_counts(lf, keys)
     _check_baseline(counts, baseline)
-    columns = [*keys, "image", "seed", "value", *(["finite"] if "finite" in lf.collect_schema().names() else [])]
+    names = lf.collect_schema().names()
+    columns = [*keys, "image", "seed", "value", *(c for c in ("finite", "converged") if c in names)]
     tables = [  # a batch is read once, then joined with itself in memory: one pass, not two
         _paired_table(batch.select(columns).collect(), keys, baseline, n_boot, ci, seed)
         for batch in _paired_batches(lf, counts, keys, baseline, max_rows)

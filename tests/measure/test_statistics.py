@@ -70,7 +70,8 @@ HAND = records([
 
 def test_per_image_means_stds_and_counts() -> None:
     out = per_image(HAND)
-    assert out.columns == ["downscaler", "model", "metric", "scale", "image", "mean", "std", "n_samples", "n_nonfinite"]
+    assert out.columns == ["downscaler", "model", "metric", "scale", "image", "mean", "std", "n_samples", "n_nonfinite",
+                           "n_unconverged"]
     assert out["image"].to_list() == ["a", "b", "c"]
     assert out["mean"].to_list() == [2.0, 10.0, None]
     assert out["std"].to_list()[0] == pytest.approx(1.0)  # ddof=1 of 1, 2, 3
@@ -82,7 +83,7 @@ def test_per_image_means_stds_and_counts() -> None:
 def test_ida_rd_is_mean_of_per_image_means_not_pooled_mean() -> None:
     table = ida_rd_table(HAND, n_boot=200)
     assert table.columns == ["downscaler", "model", "metric", "scale", "ida_rd", "std_images", "ci_low", "ci_high",
-                             "n_images", "n_samples", "n_nonfinite"]
+                             "n_images", "n_samples", "n_nonfinite", "n_unconverged"]
     row = table.row(0, named=True)
     assert row["ida_rd"] == pytest.approx((2.0 + 10.0) / 2)      # pooled mean would be 16 / 4 = 4
     assert row["std_images"] == pytest.approx(math.sqrt(32.0))   # std([2, 10], ddof=1)
@@ -350,3 +351,15 @@ def test_a_million_rows() -> None:
     assert (table["ci_low"] < table["ida_rd"]).all() and (table["ida_rd"] < table["ci_high"]).all()
     paired = paired_differences(frame.lazy(), "d0", n_boot=200)
     assert paired["mean_diff"].to_list() == pytest.approx([0.01, 0.02, 0.03, 0.04], abs=1e-9)
+
+
+def test_unconverged_samples_are_left_out_of_means_and_counted() -> None:
+    """PULSE samples that never reached eps are dropped as the reference drops them, but
+    the table says how many, per downscaler."""
+    records = pl.DataFrame({
+        "downscaler": ["nearest"] * 4, "image": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1],
+        "value": [0.2, 0.9, 0.4, 0.6], "finite": [True] * 4, "converged": [True, False, True, None],
+    })
+    row = ida_rd_table(records, by=["downscaler"], n_boot=0).row(0, named=True)
+    assert row["ida_rd"] == pytest.approx((0.2 + 0.5) / 2)
+    assert (row["n_samples"], row["n_nonfinite"], row["n_unconverged"]) == (3, 0, 1)

@@ -13,11 +13,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 
 from idard.measure.registry import Registry
+
+
+class Samples(NamedTuple):
+    """Samples of a model whose samples can fail to reach their goal (PULSE's eps).
+
+    ``images`` is what `SRModel.sample` returns; ``converged`` (B, K) says which samples
+    reached it. Models without such a notion return the images tensor alone.
+    """
+
+    images: torch.Tensor
+    converged: torch.Tensor
 
 
 @runtime_checkable
@@ -41,7 +52,7 @@ class SRModel(Protocol):
 
     def sample(
         self, lr: torch.Tensor, seeds: Sequence[int], temperature: float | None = None
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | Samples:
         """Draw ``len(seeds)`` SR samples for every LR image.
 
         ``lr`` is float RGB in [0, 1] of shape (B, 3, h, w) on the model's device. The
