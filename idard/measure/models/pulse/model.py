@@ -1,0 +1,151 @@
+"""The registered ``pulse`` SR model: GAN inversion behind the `SRModel` contract.
+
+``pulse(generator=dcgan-faces, scale=8)`` inverts the offline 64x64 face DCGAN;
+``pulse(generator=stylegan-ffhq, mapping=mapping.pt, synthesis=synthesis.pt, scale=32)``
+the StyleGAN FFHQ 1024 model PULSE was published with. Every PULSE parameter (steps,
+learning rate, eps, loss weights, trainable noise maps, early stop) is a spec parameter
+and part of the model id, so records made with other settings never mix.
+
+The K samples of an LR image are K random starts (one per seed); all samples of all LR
+images in a call are optimised as one batch (``batch`` rows at a time), which is what
+makes PULSE fast on a GPU: see `idard.measure.models.pulse.optimize`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from idard.measure.models.base import MODELS, Samples, sha256_file
+from idard.measure.models.pulse.generators import (
+    DCGANFaces,
+    GeneratorWeightsError,
+    LatentGenerator,
+    dcgan_faces_weights,
+)
+from idard.measure.models.pulse.optimize import PulseSettings, invert
+from idard.measure.registry import Plugin, SpecError
+
+GENERATORS = ("dcgan-faces", "stylegan-ffhq")
+
+
+class _Runtime:
+    """Per-instance loaded generator; dropped when the plug-in is pickled to a worker."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.generator: LatentGenerator | None = None
+        self.device: torch.device | None = None
+        self.sha256: str | None = None
+
+    def __reduce__(self) -> tuple[type[_Runtime], tuple[()]]:
+        return (_Runtime, ())
+
+
+@MODELS.register("pulse")
+@dataclasses.dataclass(frozen=True)
+class Pulse(Plugin):
+    """PULSE GAN-inversion SR (Menon et al. 2020): K random latent starts per LR image.
+
+    ``generator``: ``dcgan-faces`` (64x64; ``weights`` = its weights.tar, default: the
+    installed gan-face-generate package or $IDARD_DCGAN_FACES) or ``stylegan-ffhq``
+    (1024x1024; ``mapping``, ``synthesis`` and optionally ``gaussian_fit`` files).
+    ``scale``: the generator's resolution over the LR side. Optimisation defaults are the
+    reference's; ``batch`` (rows per optimisation, 0 = all) does not change results.
+    """
+
+    generator: str = "dcgan-faces"
+    scale: int = 8
+    weights: str = ""
+    mapping: str = ""
+    synthesis: str = ""
+    gaussian_fit: str = ""
+    steps: int = 100
+    lr: float = 0.4
+    eps: float = 2e-3
+    l2_weight: float = 100.0
+    geocross_weight: float = 0.05
+    trainable_noise: int = 5
+    early_stop: bool = True
+    batch: int = dataclasses.field(default=0, metadata={"identity": False})
+    _runtime: _Runtime = dataclasses.field(default_factory=_Runtime, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.generator not in GENERATORS:
+            raise SpecError(f"pulse generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+        if self.generator == "stylegan-ffhq" and not (self.mapping and self.synthesis):
+            raise SpecError("pulse(generator=stylegan-ffhq) needs mapping=PATH and synthesis=PATH "
+                            "(PULSE's mapping.pt and synthesis.pt)")
+        if self.scale < 1 or self.batch < 0:
+            raise SpecError(f"pulse needs scale >= 1 and batch >= 0, got scale={self.scale}, batch={self.batch}")
+        try:
+            self.settings
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
+
+    @property
+    def settings(self) -> PulseSettings:
+        return PulseSettings(steps=self.steps, lr=self.lr, eps=self.eps, l2_weight=self.l2_weight,
+                             geocross_weight=self.geocross_weight, trainable_noise=self.trainable_noise,
+                             early_stop=self.early_stop)
+
+    def weight_files(self) -> list[Path]:
+        """The files this model reads (resolved), in a fixed order."""
+        if self.generator == "dcgan-faces":
+            return [dcgan_faces_weights(self.weights or None)]
+        files = [Path(self.mapping).expanduser(), Path(self.synthesis).expanduser()]
+        return files + ([Path(self.gaussian_fit).expanduser()] if self.gaussian_fit else [])
+
+    @property
+    def weights_hash(self) -> str:
+        """SHA-256 of the weights file, or of the files' hashes joined when there are several."""
+        with self._runtime.lock:
+            if self._runtime.sha256 is None:
+                hashes = []
+                for path in self.weight_files():
+                    if not path.is_file():
+                        raise GeneratorWeightsError(f"{path}: no such weights file (pulse {self.generator})")
+                    hashes.append(sha256_file(path))
+                self._runtime.sha256 = hashes[0] if len(hashes) == 1 else hashlib.sha256(
+                    ",".join(hashes).encode()).hexdigest()
+            return self._runtime.sha256
+
+    def _load(self) -> LatentGenerator:
+        if self.generator == "dcgan-faces":
+            return DCGANFaces(self.weight_files()[0])
+        from idard.measure.models.pulse.stylegan_inversion import StyleGANInversion
+
+        return StyleGANInversion.from_files(self.mapping, self.synthesis, self.gaussian_fit or None)
+
+    def to(self, device: torch.device | str) -> Pulse:
+        with self._runtime.lock:
+            device = torch.device(device)
+            with torch.inference_mode(False):  # the generator's weights take part in autograd
+                if self._runtime.generator is None:
+                    self._runtime.generator = self._load()
+                if self._runtime.device != device:
+                    self._runtime.generator.to(device)
+                    self._runtime.device = device
+        return self
+
+    def sample(self, lr: torch.Tensor, seeds: Sequence[int], temperature: float | None = None) -> Samples:
+        """K = len(seeds) inversions per LR image; ``temperature`` has no meaning for PULSE."""
+        self.to(lr.device)
+        generator = self._runtime.generator
+        b, k = lr.shape[0], len(seeds)
+        if lr.shape[-1] * self.scale != generator.resolution:
+            raise ValueError(f"pulse x{self.scale} with a {generator.resolution}px generator needs "
+                             f"{generator.resolution // self.scale}px LR images, got {lr.shape[-2]}x{lr.shape[-1]}")
+        rows = lr.repeat_interleave(k, dim=0)
+        row_seeds = [int(s) for _ in range(b) for s in seeds]
+        step = self.batch or len(row_seeds)
+        parts = [invert(generator, rows[i : i + step], row_seeds[i : i + step], self.settings)
+                 for i in range(0, len(row_seeds), step)]
+        images = torch.cat([p.images for p in parts]).view(b, k, 3, generator.resolution, generator.resolution)
+        converged = torch.cat([p.converged for p in parts]).view(b, k)
+        return Samples(images=images, converged=converged)

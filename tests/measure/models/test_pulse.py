@@ -1,0 +1,161 @@
+"""PULSE: the loss's downscaling operator, the batched latent search, and the model plug-in.
+
+The inversion tests run on the 64x64 face DCGAN of ``gan-face-generate`` (installed by
+``make test`` with --no-deps; it is an optional extra, never an idard dependency).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from idard.measure.models import MODELS, Samples
+from idard.measure.models.pulse.downsample import bicubic_downsample, keys_cubic
+from idard.measure.models.pulse.generators import (
+    DCGANFaces,
+    GeneratorWeightsError,
+    TorchGenerator,
+    dcgan_faces_weights,
+    load_tensors,
+)
+from idard.measure.models.pulse.optimize import PulseSettings, geocross, invert, one_cycle_then_drop
+
+
+@pytest.fixture(scope="module")
+def dcgan() -> DCGANFaces:
+    try:
+        path = dcgan_faces_weights()
+    except GeneratorWeightsError as exc:
+        pytest.skip(f"face DCGAN weights not installed ({exc})")
+    return DCGANFaces(path)
+
+
+@pytest.fixture(scope="module")
+def faces(dcgan: DCGANFaces) -> torch.Tensor:
+    """Three HR faces drawn from seeds no test inverts from."""
+    z = torch.randn(3, 1, 100, generator=torch.Generator().manual_seed(1_000_000))
+    with torch.no_grad():
+        return dcgan.synthesize(z, [])
+
+
+# ------------------------------------------------------------------ the loss's downscaler
+def test_the_kernel_is_keys_cubic_with_a_minus_half() -> None:
+    x = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
+    expected = torch.tensor([1.0, 0.5625, 0.0, -0.0625, 0.0, 0.0])
+    assert torch.allclose(keys_cubic(x), expected)
+
+
+def test_a_constant_image_downscales_to_itself_and_sizes_divide() -> None:
+    flat = torch.full((2, 3, 64, 64), 0.3)
+    assert torch.allclose(bicubic_downsample(flat, 8), torch.full((2, 3, 8, 8), 0.3), atol=1e-6)
+    with pytest.raises(ValueError, match="not a multiple"):
+        bicubic_downsample(torch.zeros(1, 3, 60, 60), 8)
+
+
+def test_the_operator_agrees_with_pil_bicubic_away_from_the_borders() -> None:
+    """Same kernel as PIL's antialiased bicubic; only the border handling differs."""
+    rng = np.random.default_rng(0)
+    pixels = rng.random((64, 64, 3)).astype(np.float32)
+    ours = bicubic_downsample(torch.from_numpy(pixels).permute(2, 0, 1)[None], 4)[0].permute(1, 2, 0).numpy()
+    pil = np.stack([np.asarray(Image.fromarray(pixels[..., c], mode="F").resize((16, 16), Image.BICUBIC))
+                    for c in range(3)], axis=-1)
+    assert np.abs(ours[2:-2, 2:-2] - pil[2:-2, 2:-2]).max() < 1e-5
+
+
+# ------------------------------------------------------------------ the search
+def test_the_learning_rate_cycles_up_and_down_then_drops() -> None:
+    factors = [one_cycle_then_drop(s, 100) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[45] == pytest.approx(1.0)
+    assert factors[89] == pytest.approx(0.12, abs=0.01) and factors[99] == pytest.approx(0.0109, abs=1e-3)
+
+
+def test_geocross_is_zero_for_parallel_vectors_and_grows_with_their_angle() -> None:
+    same = torch.ones(1, 4, 8)
+    apart = torch.cat([torch.ones(1, 2, 8), -torch.ones(1, 2, 8)], dim=1)
+    assert geocross(same).item() < 1e-3 < geocross(apart).item()
+
+
+def test_batched_search_equals_each_sample_alone_with_its_seed(dcgan, faces) -> None:
+    """Batching changes nothing: per-sample losses, Adam, projection and early stop."""
+    lr = bicubic_downsample(faces, 16).clamp(0, 1)
+    rows, seeds = lr.repeat_interleave(2, dim=0), [5, 9] * 3
+    together = invert(dcgan, rows, seeds)
+    alone = [invert(dcgan, rows[i : i + 1], [seeds[i]]) for i in range(len(seeds))]
+    assert torch.allclose(together.images, torch.cat([a.images for a in alone]), atol=1e-4)
+    assert together.converged.tolist() == [bool(a.converged) for a in alone]
+    assert together.steps.tolist() == [int(a.steps) for a in alone]
+    assert together.steps.unique().numel() > 1  # samples did stop at different steps
+
+
+def test_each_seed_is_its_own_random_start(dcgan, faces) -> None:
+    lr = bicubic_downsample(faces[:1], 16).clamp(0, 1).expand(2, -1, -1, -1)
+    out = invert(dcgan, lr, [1, 2])
+    assert (out.images[0] - out.images[1]).abs().max() > 0.05
+    assert torch.equal(invert(dcgan, lr[:1], [1]).images, invert(dcgan, lr[:1], [1]).images)
+
+
+def test_a_sample_that_never_reaches_eps_is_returned_and_flagged(dcgan, faces) -> None:
+    lr = bicubic_downsample(faces[:1], 8).clamp(0, 1)
+    out = invert(dcgan, lr, [0], PulseSettings(steps=3, eps=1e-6))
+    assert out.converged.tolist() == [False] and out.steps.tolist() == [3]
+    assert torch.isfinite(out.images).all() and out.l2.item() > 1e-6
+
+
+def test_lr_that_does_not_fit_the_generator_is_refused(dcgan) -> None:
+    with pytest.raises(ValueError, match="square LR images whose side divides 64"):
+        invert(dcgan, torch.zeros(1, 3, 8, 6), [0])
+
+
+def test_any_torch_generator_can_be_inverted() -> None:
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(16, 3 * 16 * 16), torch.nn.Tanh(), torch.nn.Unflatten(1, (3, 16, 16)))
+    generator = TorchGenerator(module, dim=16, resolution=16)
+    with torch.no_grad():
+        target = bicubic_downsample(generator.synthesize(torch.randn(1, 1, 16), []), 4)
+    out = invert(generator, target, [0], PulseSettings(steps=50, eps=1e-4))
+    assert out.images.shape == (1, 3, 16, 16) and out.l2.item() < 5e-3
+
+
+# ------------------------------------------------------------------ weights
+class PickledObject:
+    """A class a checkpoint may name: unpickling it would import and run code."""
+
+
+def test_weights_that_would_run_code_are_refused(tmp_path) -> None:
+    path = tmp_path / "pickled.pt"
+    torch.save({"netG_state_dict": PickledObject()}, path)
+    with pytest.raises(GeneratorWeightsError, match="pickled.pt: not loadable as plain tensors"):
+        load_tensors(path)
+    with pytest.raises(GeneratorWeightsError, match="missing.pt: no such weights file"):
+        load_tensors(tmp_path / "missing.pt")
+
+
+def test_a_checkpoint_of_another_network_is_refused_naming_the_file(tmp_path) -> None:
+    path = tmp_path / "other.pt"
+    torch.save({"netG_state_dict": {"main.0.weight": torch.zeros(3)}}, path)
+    with pytest.raises(GeneratorWeightsError, match="other.pt: not a face DCGAN generator"):
+        DCGANFaces(path)
+
+
+# ------------------------------------------------------------------ the plug-in
+def test_the_plugin_samples_k_starts_per_lr_image_and_flags_convergence(dcgan, faces) -> None:
+    model = MODELS.create("pulse(scale=16, steps=60)")
+    assert model.id == "pulse(scale=16,steps=60)" and model.scale == 16
+    lr = bicubic_downsample(faces[:2], 16).clamp(0, 1)
+    with torch.inference_mode():  # as the evaluator calls it
+        out = model.sample(lr, [0, 1, 2])
+    assert isinstance(out, Samples) and out.images.shape == (2, 3, 3, 64, 64) and out.converged.shape == (2, 3)
+    batched = MODELS.create("pulse(scale=16, steps=60, batch=2)")
+    assert batched.id == model.id  # batch size is not part of the identity: it changes no result
+    assert torch.allclose(batched.sample(lr, [0, 1, 2]).images, out.images, atol=1e-4)
+
+
+def test_stylegan_needs_both_of_pulses_files() -> None:
+    from idard.measure.registry import SpecError
+
+    with pytest.raises(SpecError, match="mapping=PATH and synthesis=PATH"):
+        MODELS.create("pulse(generator=stylegan-ffhq, scale=32)")
+    with pytest.raises(SpecError, match="dcgan-faces, stylegan-ffhq"):
+        MODELS.create("pulse(generator=biggan)")
