@@ -24,12 +24,12 @@ import torch
 from idard.measure.models.base import MODELS, Samples, sha256_file
 from idard.measure.models.pulse.generators import (
     DCGANFaces,
-    GeneratorWeightsError,
     LatentGenerator,
     dcgan_faces_weights,
 )
 from idard.measure.models.pulse.optimize import PulseSettings, invert
 from idard.measure.registry import Plugin, SpecError
+from idard.measure.weights import resolve_weights
 
 GENERATORS = ("dcgan-faces", "stylegan-ffhq")
 
@@ -97,30 +97,26 @@ class Pulse(Plugin):
     def weight_files(self) -> list[Path]:
         """The files this model reads (resolved), in a fixed order."""
         if self.generator == "dcgan-faces":
-            return [dcgan_faces_weights(self.weights or None)]
-        files = [Path(self.mapping).expanduser(), Path(self.synthesis).expanduser()]
-        return files + ([Path(self.gaussian_fit).expanduser()] if self.gaussian_fit else [])
+            return [resolve_weights(self.weights) if self.weights else dcgan_faces_weights()]
+        return [resolve_weights(ref) for ref in (self.mapping, self.synthesis, self.gaussian_fit) if ref]
 
     @property
     def weights_hash(self) -> str:
         """SHA-256 of the weights file, or of the files' hashes joined when there are several."""
         with self._runtime.lock:
             if self._runtime.sha256 is None:
-                hashes = []
-                for path in self.weight_files():
-                    if not path.is_file():
-                        raise GeneratorWeightsError(f"{path}: no such weights file (pulse {self.generator})")
-                    hashes.append(sha256_file(path))
+                hashes = [sha256_file(path) for path in self.weight_files()]
                 self._runtime.sha256 = hashes[0] if len(hashes) == 1 else hashlib.sha256(
                     ",".join(hashes).encode()).hexdigest()
             return self._runtime.sha256
 
     def _load(self) -> LatentGenerator:
+        files = self.weight_files()
         if self.generator == "dcgan-faces":
-            return DCGANFaces(self.weight_files()[0])
+            return DCGANFaces(files[0])
         from idard.measure.models.pulse.stylegan_inversion import StyleGANInversion
 
-        return StyleGANInversion.from_files(self.mapping, self.synthesis, self.gaussian_fit or None)
+        return StyleGANInversion.from_files(*files)
 
     def to(self, device: torch.device | str) -> Pulse:
         with self._runtime.lock:

@@ -36,6 +36,7 @@ from idard.measure.models.srflow.configs import get_config
 from idard.measure.models.srflow.network import SRFlowConfig, SRFlowNet
 from idard.measure.models.srflow.sampling import sample_sr
 from idard.measure.registry import Plugin, SpecError
+from idard.measure.weights import resolve_weights
 
 _FileKey = tuple[str, int, int, str]  # realpath, size, mtime_ns, requested config
 
@@ -149,10 +150,12 @@ class SRFlow(Plugin):
         rt = self._runtime
         with rt.lock:
             if rt.sha256 is None:
-                if not Path(self.weights).is_file():
-                    raise SRFlowWeightsError(self.weights, "no such file")
-                rt.sha256 = sha256_file(self.weights)
+                rt.sha256 = sha256_file(self.weight_files()[0])
             return rt.sha256
+
+    def weight_files(self) -> list[Path]:
+        """The checkpoint, found as `idard.measure.weights.resolve_weights` finds files."""
+        return [resolve_weights(self.weights)]
 
     def to(self, device: torch.device | str) -> SRFlow:
         self.network(device)
@@ -187,5 +190,5 @@ class SRFlow(Plugin):
         rt = self._runtime
         with rt.lock:
             if rt.checkpoint is None:
-                rt.checkpoint = _checkpoint(self.weights, self.config)
+                rt.checkpoint = _checkpoint(str(self.weight_files()[0]), self.config)
             return rt.checkpoint
