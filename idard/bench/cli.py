@@ -296,6 +296,68 @@ def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
         console.print(shown)
 
 
+@app.command()
+def weights(suite_path: SuiteOption = None) -> None:
+    """The weight files each model of a suite reads: where they were found, SHA-256, check.
+
+    Files are looked for as given, then by name in the weights cache ($IDARD_WEIGHTS_DIR,
+    default ~/.cache/idard/weights); URLs are downloaded there once. Exits 1 when a file
+    is missing or its hash differs from the one idard knows for it.
+    """
+    from rich.table import Table
+
+    from idard.measure.models import MODELS, sha256_file
+    from idard.measure.weights import ENV_WEIGHTS_DIR, cache_dir, verdict
+
+    with user_errors():
+        suite = _suite(suite_path)
+        console.print(f"weights cache: {cache_dir()} (${ENV_WEIGHTS_DIR})", highlight=False)
+        shown = Table(title=f"weights of suite {suite.name!r}", title_justify="left")
+        for column in ("model", "file", "SHA-256", "check"):
+            shown.add_column(column)
+        failed = False
+        for model_id in suite.models:
+            try:
+                files = MODELS.create(model_id).weight_files()
+            except (FileNotFoundError, ValueError) as exc:
+                shown.add_row(model_id, escape(str(exc)), "—", "MISSING")
+                failed = True
+                continue
+            for path in files:
+                digest = sha256_file(path)
+                check = verdict(path, digest)
+                failed |= check.startswith("MISMATCH")
+                shown.add_row(model_id, str(path), digest, check)
+        console.print(shown)
+        if failed:
+            raise typer.Exit(1)
+
+
+@app.command()
+def faces(
+    out: Annotated[Path, typer.Argument(help="Folder to write the PNG faces to (created).")],
+    count: Annotated[int, typer.Option(min=1, help="Number of faces.")] = 16,
+    seed_start: Annotated[int, typer.Option(min=0, help="First latent seed (held out from PULSE's starts).")] = 1_000_000,
+    weights: Annotated[str | None, typer.Option(help="The DCGAN's weights.tar (default: the installed gan-face-generate).")] = None,
+) -> None:
+    """Write 64x64 faces made by the offline face DCGAN: HR images for the offline PULSE suite.
+
+    A stand-in for a folder of aligned face photographs, for machines with no dataset: the
+    faces come from the generator PULSE then inverts, from seeds its starts never use.
+    """
+    from PIL import Image
+
+    from idard.measure.images import to_uint8
+    from idard.measure.models.pulse.generators import DCGANFaces, dcgan_faces_weights, generate_faces
+
+    with user_errors():
+        images = generate_faces(DCGANFaces(dcgan_faces_weights(weights)), range(seed_start, seed_start + count))
+        out.mkdir(parents=True, exist_ok=True)
+        for seed, image in zip(range(seed_start, seed_start + count), images):
+            Image.fromarray(to_uint8(image.permute(1, 2, 0).numpy())).save(out / f"face-{seed}.png")
+        console.print(f"wrote {count} faces (seeds {seed_start}-{seed_start + count - 1}) to {out}", highlight=False)
+
+
 @app.command("train-srflow")
 def train_srflow(
     out: Annotated[Path, typer.Option(help="Where to write the safetensors weights (a .json report goes beside it).")] = Path(

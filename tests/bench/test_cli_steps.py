@@ -87,3 +87,16 @@ def test_list_shows_every_registry_with_parameters() -> None:
     assert result.exit_code == 0
     for name in ("bicubic", "blur", "sigma", "srflow", "heat", "srflow-tiny-4x", "lpips-alex", "ms-ssim"):
         assert name in result.output
+
+
+def test_weights_lists_each_models_files_and_fails_on_a_missing_one(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from idard.bench.cli import app
+
+    ok = CliRunner().invoke(app, ["weights"])
+    assert ok.exit_code == 0 and "srflow-tiny-4x.safetensors" in ok.output and "verified" in ok.output
+    suite = tmp_path / "s.yaml"
+    suite.write_text("images: [bundled:held-out]\ndownscalers: [bicubic]\nmodels: [srflow-tiny-4x, 'pulse(generator=stylegan-ffhq, mapping=m.pt, synthesis=s.pt, scale=32)']\n")
+    missing = CliRunner().invoke(app, ["weights", "--suite", str(suite)])
+    assert missing.exit_code == 1 and "MISSING" in missing.output and "m.pt: no such weights file" in missing.output

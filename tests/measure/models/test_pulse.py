@@ -159,3 +159,24 @@ def test_stylegan_needs_both_of_pulses_files() -> None:
         MODELS.create("pulse(generator=stylegan-ffhq, scale=32)")
     with pytest.raises(SpecError, match="dcgan-faces, stylegan-ffhq"):
         MODELS.create("pulse(generator=biggan)")
+
+
+def test_stylegan_is_inverted_through_pulses_gaussian_fit_with_trainable_noise() -> None:
+    """A small StyleGAN of the FFHQ structure: 18 -> 8 style vectors at 32px, the first
+    noise maps optimised and kept on their sphere, batched equal to alone."""
+    from idard.measure.models.pulse.stylegan import StyleGANConfig, StyleGANGenerator
+    from idard.measure.models.pulse.stylegan_inversion import StyleGANInversion
+
+    torch.manual_seed(0)
+    stylegan = StyleGANGenerator(StyleGANConfig(resolution=32, latent=32, fmap_base=256, fmap_max=32))
+    mean, std = stylegan.gaussian_fit(n=2000, batch=1000)
+    generator = StyleGANInversion(stylegan, mean, std)
+    assert (generator.layers, generator.dim, generator.resolution) == (8, 32, 32)
+    assert [s[-1] for s in generator.noise_shapes()] == [4, 4, 8, 8, 16, 16, 32, 32]
+    with torch.no_grad():
+        lr = bicubic_downsample(generator.synthesize(generator.latent_in(torch.randn(2, 8, 32)),
+                                                     [torch.randn(2, *s) for s in generator.noise_shapes()]), 4)
+    settings = PulseSettings(steps=4, eps=0.0)
+    together = invert(generator, lr, [3, 4], settings)
+    alone = torch.cat([invert(generator, lr[i : i + 1], [s], settings).images for i, s in enumerate([3, 4])])
+    assert torch.allclose(together.images, alone, atol=1e-4) and together.steps.tolist() == [4, 4]

@@ -155,3 +155,18 @@ class DCGANFaces(TorchGenerator):
             raise GeneratorWeightsError(f"{path}: not a face DCGAN generator: {str(exc).splitlines()[0]} "
                                         f"{str(exc).splitlines()[1] if len(str(exc).splitlines()) > 1 else ''}") from None
         self.module.eval().requires_grad_(False)
+
+
+#: Seeds of the offline faces benchmark's HR images: far from the small seeds PULSE
+#: draws its starts from, so no sample starts at the latent of the face it must find.
+HELD_OUT_FACE_SEEDS = 1_000_000
+
+
+def generate_faces(generator: LatentGenerator, seeds: range) -> torch.Tensor:
+    """One image per seed, (N, 3, R, R) in [0, 1]; each from its own seeded N(0, I) latent,
+    drawn as PULSE draws a start (`optimize.initial_state`) but from held-out seeds."""
+    from idard.measure.models.pulse.optimize import initial_state
+
+    latent, noise = initial_state(generator, list(seeds), "cpu")
+    with torch.no_grad():
+        return generator.synthesize(generator.latent_in(latent), noise).clamp(0, 1)
