@@ -11,6 +11,7 @@ at a time (up to floating-point reassociation in batched kernels).
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -62,6 +63,24 @@ class SRModel(Protocol):
         Work that depends only on the LR image (e.g. conditioning features) is done once
         per LR image, not once per sample.
         """
+
+
+class ModelRuntime:
+    """A plug-in's loaded state (network, device, weights hash), built on first use.
+
+    Plug-ins are frozen dataclasses that travel to Ray workers by pickling; their loaded
+    state must not travel with them (a worker loads its own copy on its own device), so it
+    pickles to a fresh, empty runtime.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.loaded: object | None = None
+        self.device: torch.device | None = None
+        self.sha256: str | None = None
+
+    def __reduce__(self) -> tuple[type[ModelRuntime], tuple[()]]:
+        return (type(self), ())
 
 
 #: Registered SR model families and named embedded models, e.g. ``srflow(weights=...)``.

@@ -184,7 +184,7 @@ def test_weights_are_read_once_and_shared_but_not_pickled(
     a.sample(torch.rand(1, 3, 4, 4), seeds=[0])
     assert reads == [str(copy)]
     clone = pickle.loads(pickle.dumps(a))
-    assert clone == a and clone._runtime.checkpoint is None
+    assert clone == a and clone._runtime.loaded is None
 
 
 # -- (f) bad weights ---------------------------------------------------------------------

@@ -151,9 +151,9 @@ class DCGANFaces(TorchGenerator):
         state = {k.removeprefix("module.").removeprefix("main."): v for k, v in state.items()}
         try:
             self.module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise GeneratorWeightsError(f"{path}: not a face DCGAN generator: {str(exc).splitlines()[0]} "
-                                        f"{str(exc).splitlines()[1] if len(str(exc).splitlines()) > 1 else ''}") from None
+        except RuntimeError as exc:  # torch's message: a headline, then the key or shape at fault
+            detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
+            raise GeneratorWeightsError(f"{path}: not a face DCGAN generator: {detail}") from None
         self.module.eval().requires_grad_(False)
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from idard.measure.models.base import MODELS, Samples, sha256_file
+from idard.measure.models.base import MODELS, ModelRuntime, Samples, sha256_file
 from idard.measure.models.pulse.generators import (
     DCGANFaces,
     LatentGenerator,
@@ -32,19 +31,6 @@ from idard.measure.registry import Plugin, SpecError
 from idard.measure.weights import resolve_weights
 
 GENERATORS = ("dcgan-faces", "stylegan-ffhq")
-
-
-class _Runtime:
-    """Per-instance loaded generator; dropped when the plug-in is pickled to a worker."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.generator: LatentGenerator | None = None
-        self.device: torch.device | None = None
-        self.sha256: str | None = None
-
-    def __reduce__(self) -> tuple[type[_Runtime], tuple[()]]:
-        return (_Runtime, ())
 
 
 @MODELS.register("pulse")
@@ -73,7 +59,7 @@ class Pulse(Plugin):
     trainable_noise: int = 5
     early_stop: bool = True
     batch: int = dataclasses.field(default=0, metadata={"identity": False})
-    _runtime: _Runtime = dataclasses.field(default_factory=_Runtime, init=False, repr=False, compare=False)
+    _runtime: ModelRuntime = dataclasses.field(default_factory=ModelRuntime, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -122,17 +108,17 @@ class Pulse(Plugin):
         with self._runtime.lock:
             device = torch.device(device)
             with torch.inference_mode(False):  # the generator's weights take part in autograd
-                if self._runtime.generator is None:
-                    self._runtime.generator = self._load()
+                if self._runtime.loaded is None:
+                    self._runtime.loaded = self._load()
                 if self._runtime.device != device:
-                    self._runtime.generator.to(device)
+                    self._runtime.loaded.to(device)
                     self._runtime.device = device
         return self
 
     def sample(self, lr: torch.Tensor, seeds: Sequence[int], temperature: float | None = None) -> Samples:
         """K = len(seeds) inversions per LR image; ``temperature`` has no meaning for PULSE."""
         self.to(lr.device)
-        generator = self._runtime.generator
+        generator = self._runtime.loaded
         b, k = lr.shape[0], len(seeds)
         if lr.shape[-1] * self.scale != generator.resolution:
             raise ValueError(f"pulse x{self.scale} with a {generator.resolution}px generator needs "

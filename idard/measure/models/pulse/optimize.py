@@ -160,7 +160,11 @@ def invert(
     return Inversion(images=images.clamp(0, 1), converged=converged, l2=min_l2, steps=ran)
 
 
-def _drop_rows(keep, noise, trained, params, radii, optimizer, target, alive):
+def _drop_rows(
+    keep: torch.Tensor, noise: list[torch.Tensor], trained: list[int], params: list[torch.Tensor],
+    radii: list[torch.Tensor], optimizer: torch.optim.Adam, target: torch.Tensor, alive: torch.Tensor,
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.optim.Adam,
+           torch.Tensor, torch.Tensor]:
     """The optimisation state without the rows of finished samples (Adam moments included),
     so they cost nothing more and the others go on exactly as before."""
     old_state = [optimizer.state.get(p, {}) for p in params]

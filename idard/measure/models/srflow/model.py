@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from idard.measure.models.base import MODELS, sha256_file
+from idard.measure.models.base import MODELS, ModelRuntime, sha256_file
 from idard.measure.models.srflow.checkpoint import (
     SRFlowWeightsError,
     build_network,
@@ -36,7 +36,7 @@ from idard.measure.models.srflow.configs import get_config
 from idard.measure.models.srflow.network import SRFlowConfig, SRFlowNet
 from idard.measure.models.srflow.sampling import sample_sr
 from idard.measure.registry import Plugin, SpecError
-from idard.measure.weights import resolve_weights
+from idard.measure.weights import WeightsNotFound, resolve_weights
 
 _FileKey = tuple[str, int, int, str]  # realpath, size, mtime_ns, requested config
 
@@ -99,19 +99,6 @@ def _normalise_device(device: torch.device | str) -> torch.device:
     return dev
 
 
-class _Runtime:
-    """Per-instance loaded state; dropped when the plug-in is pickled to another worker."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.checkpoint: _Checkpoint | None = None
-        self.device: torch.device | None = None
-        self.sha256: str | None = None
-
-    def __reduce__(self) -> tuple[type[_Runtime], tuple[()]]:
-        return (_Runtime, ())
-
-
 @MODELS.register("srflow")
 @dataclasses.dataclass(frozen=True)
 class SRFlow(Plugin):
@@ -125,8 +112,8 @@ class SRFlow(Plugin):
     weights: str
     config: str = "auto"
     heat: float = 1.1
-    _runtime: _Runtime = dataclasses.field(
-        default_factory=_Runtime, init=False, repr=False, compare=False
+    _runtime: ModelRuntime = dataclasses.field(
+        default_factory=ModelRuntime, init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
@@ -155,7 +142,10 @@ class SRFlow(Plugin):
 
     def weight_files(self) -> list[Path]:
         """The checkpoint, found as `idard.measure.weights.resolve_weights` finds files."""
-        return [resolve_weights(self.weights)]
+        try:
+            return [resolve_weights(self.weights)]
+        except WeightsNotFound as exc:  # this model's own error type, as for unreadable files
+            raise SRFlowWeightsError(self.weights, str(exc).removeprefix(f"{self.weights}: ")) from None
 
     def to(self, device: torch.device | str) -> SRFlow:
         self.network(device)
@@ -189,6 +179,6 @@ class SRFlow(Plugin):
     def _checkpoint(self) -> _Checkpoint:
         rt = self._runtime
         with rt.lock:
-            if rt.checkpoint is None:
-                rt.checkpoint = _checkpoint(str(self.weight_files()[0]), self.config)
-            return rt.checkpoint
+            if rt.loaded is None:
+                rt.loaded = _checkpoint(str(self.weight_files()[0]), self.config)
+            return rt.loaded
