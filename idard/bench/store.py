@@ -17,6 +17,7 @@ can damage them:
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import uuid
 from pathlib import Path
@@ -111,18 +112,9 @@ class RecordStore:
             for c, t in STORE_SCHEMA.items()
         ])
         name = f"part-{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
-        final = f"{self.records_dir}/{name}"
-        if self.remote:
-            with self._fs.open_output_stream(final) as stream:  # one atomic PUT
-                frame.write_parquet(stream)
-            return final
-        os.makedirs(self.records_dir, exist_ok=True)
-        partial = f"{self.records_dir}/.{name}.tmp"
-        frame.write_parquet(partial)
-        with open(partial, "rb") as fh:
-            os.fsync(fh.fileno())  # the data is on disk before the rename makes it visible
-        os.replace(partial, final)
-        return final
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer)
+        return self._put(f"{self.records_dir}/{name}", buffer.getvalue(), partial=f"{self.records_dir}/.{name}.tmp")
 
     def remove_partials(self) -> int:
         """Delete temporary files left by a killed writer; call before writing."""
@@ -141,12 +133,19 @@ class RecordStore:
     def write_bytes(self, name: str, data: bytes) -> str:
         """A small file beside the records (tables, metadata), atomically; returns its path."""
         target = f"{self._root}/{name}"
+        return self._put(target, data, partial=f"{target}.tmp")
+
+    def _put(self, target: str, data: bytes, partial: str) -> str:
+        """Write ``data`` so that readers see all of it or nothing: one PUT on an object
+        store; on a disk, ``partial`` written and fsynced, then renamed (atomic)."""
         if self.remote:
-            with self._fs.open_output_stream(target) as stream:  # one atomic PUT
+            with self._fs.open_output_stream(target) as stream:
                 stream.write(data)
             return target
-        os.makedirs(self._root, exist_ok=True)
-        partial = f"{target}.tmp"
-        Path(partial).write_bytes(data)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(partial, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the rename makes it visible
         os.replace(partial, target)
         return target
