@@ -40,7 +40,8 @@ class Pulse(Plugin):
 
     ``generator``: ``dcgan-faces`` (64x64; ``weights`` = its weights.tar, default: the
     installed gan-face-generate package or $IDARD_DCGAN_FACES) or ``stylegan-ffhq``
-    (1024x1024; ``mapping``, ``synthesis`` and optionally ``gaussian_fit`` files).
+    (1024x1024; ``mapping``, ``synthesis`` and optionally ``gaussian_fit`` files; without
+    the last, the fit is computed once per mapping file and cached).
     ``scale``: the generator's resolution over the LR side. Optimisation defaults are the
     reference's; ``batch`` (rows per optimisation, 0 = all) does not change results.
     """

@@ -8,13 +8,65 @@ those of ``LeakyReLU(5)(mapping(z))`` over a million z. GEOCROSS acts on those w
 
 from __future__ import annotations
 
+import os
+import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from idard.measure.models.base import sha256_file
 from idard.measure.models.pulse.generators import GeneratorWeightsError, LatentGenerator, load_tensors
 from idard.measure.models.pulse.stylegan import StyleGANGenerator
+from idard.measure.weights import cache_dir
+
+
+def load_gaussian_fit(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` from a file holding a dict with those two tensors (PULSE's
+    ``gaussian_fit.pt``, or a cache file written by `cached_gaussian_fit`)."""
+    fit = load_tensors(path)
+    if not isinstance(fit, dict) or not {"mean", "std"} <= set(fit):
+        raise GeneratorWeightsError(f"{path}: expected a dict with 'mean' and 'std' tensors")
+    return fit["mean"], fit["std"]
+
+
+def gaussian_fit_cache(mapping: str | Path) -> Path:
+    """Where the fit of the mapping file ``mapping`` is cached: named by the file's SHA-256,
+    so a changed mapping file can never be paired with a stale fit."""
+    return cache_dir() / "gaussian-fit" / f"{sha256_file(mapping)}.safetensors"
+
+
+def cached_gaussian_fit(generator: StyleGANGenerator, mapping: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """`StyleGANGenerator.gaussian_fit`, computed once per mapping file and machine.
+
+    A fit maps a million z: minutes on a CPU, seconds on a GPU, and otherwise paid by
+    every actor that loads the model. The first actor writes it to the weights cache
+    (atomically, so concurrent actors never read half a file); the rest read it. A cache
+    that cannot be written only costs the time, with a warning.
+    """
+    path = gaussian_fit_cache(mapping)
+    if path.is_file():
+        return load_gaussian_fit(path)
+    mean, std = generator.gaussian_fit()
+    try:
+        _save_atomic({"mean": mean, "std": std}, path)
+    except OSError as exc:
+        warnings.warn(f"could not cache the Gaussian fit at {path}: {exc}", stacklevel=2)
+    return mean, std
+
+
+def _save_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 class StyleGANInversion(LatentGenerator):
@@ -37,12 +89,9 @@ class StyleGANInversion(LatentGenerator):
         with ``mean`` and ``std``) saves fitting it again over a million mapped z."""
         generator = StyleGANGenerator.from_files(mapping, synthesis)
         if gaussian_fit is None:
-            mean, std = generator.gaussian_fit()
+            mean, std = cached_gaussian_fit(generator, mapping)
         else:
-            fit = load_tensors(gaussian_fit)
-            if not isinstance(fit, dict) or not {"mean", "std"} <= set(fit):
-                raise GeneratorWeightsError(f"{gaussian_fit}: expected a dict with 'mean' and 'std' tensors")
-            mean, std = fit["mean"], fit["std"]
+            mean, std = load_gaussian_fit(gaussian_fit)
         return cls(generator, mean, std)
 
     def noise_shapes(self) -> list[tuple[int, ...]]:
