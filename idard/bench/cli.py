@@ -183,6 +183,10 @@ def _out(out: str | None, name: str) -> str:
     return out if out is not None else str(Path("runs") / name)
 
 
+IncludeUnconverged = Annotated[bool, typer.Option(
+    "--include-unconverged",
+    help="Put samples that missed their model's goal (PULSE's eps) in the means; by default they "
+         "are left out, as the reference PULSE drops them. Counted either way.")]
 SuiteOption = Annotated[Path | None, typer.Option("--suite", help="Suite YAML (default: benchmark/quickstart.yaml).")]
 OutOption = Annotated[str | None, typer.Option("--out", help="Run directory or object-store URI (default: runs/<suite name>).")]
 
@@ -199,6 +203,7 @@ def run(
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the 95% CI.")] = 1000,
     baseline: Annotated[str | None, typer.Option(help="Downscaler id for paired differences (default: bicubic if in the suite).")] = None,
     flush_records: Annotated[int, typer.Option(min=1, help="Records per Parquet part: fewer lose less to a crash.")] = 2000,
+    include_unconverged: IncludeUnconverged = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Ray's logs.")] = False,
 ) -> None:
     """Run a benchmark suite: compute the records the run directory lacks, then the IDA-RD table.
@@ -218,14 +223,16 @@ def run(
 
             path = suite_path if suite_path is not None else default_suite()
             target = _out(out, suite_name(path))
-            extra = [f"--bootstrap={bootstrap}"] + ([f"--baseline={baseline}"] if baseline else [])
+            extra = [f"--bootstrap={bootstrap}"] + ([f"--baseline={baseline}"] if baseline else []) + (
+                ["--include-unconverged"] if include_unconverged else [])
             raise typer.Exit(run_on_cluster(cluster, path, target, extra, console=console))
         suite = _suite(suite_path)
         target = _out(out, suite.name)
         options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
                              use_gpus=gpu, flush_records=flush_records, verbose=verbose)
         summary = run_suite(suite, target, options, console)
-        _print_report(summary.records, target, baseline if baseline else _default_baseline(suite), bootstrap)
+        _print_report(summary.records, target, baseline if baseline else _default_baseline(suite), bootstrap,
+                      include_unconverged)
         if summary.result is not None:
             r = summary.result
             console.print(f"computed {r.computed_tasks} records in {r.seconds:.0f} s "
@@ -238,18 +245,23 @@ def _default_baseline(suite) -> str | None:
     return "bicubic" if "bicubic" in suite.downscalers else None
 
 
-def _print_report(records, out: str, baseline: str | None, bootstrap: int) -> None:
+def _print_report(records, out: str, baseline: str | None, bootstrap: int, include_unconverged: bool) -> None:
     """Reduce records to the IDA-RD table (and paired differences); print and write them."""
     import polars as pl
 
     from idard.bench.reduce import build_report
     from idard.bench.report import rich_paired_table, rich_table, write_reports
 
-    report = build_report(records, baseline=baseline, n_boot=bootstrap)
-    written = write_reports(report.table, out, report.paired)
-    console.print(rich_table(report.table))
+    report = build_report(records, baseline=baseline, n_boot=bootstrap, include_unconverged=include_unconverged)
+    written = write_reports(report.table, out, report.paired, unconverged_in_mean=include_unconverged)
+    console.print(rich_table(report.table, unconverged_in_mean=include_unconverged))
     if report.paired is not None and report.paired.height:
         console.print(rich_paired_table(report.paired))
+    left_out = report.table["n_unconverged"].fill_null(0).sum()
+    if left_out and not include_unconverged:
+        console.print(f"{left_out} unconverged samples are left out of the means (as the reference PULSE drops "
+                      "them): a downscaler whose LR the model cannot match keeps only its easy samples. "
+                      "Compare with --include-unconverged.", highlight=False)
     errors = records.filter(pl.col("error").is_not_null()).select("image", "downscaler", "error").unique().collect()
     if errors.height:
         console.print(f"{errors.height} (image, downscaler) pairs have error records, e.g. "
@@ -262,6 +274,7 @@ def report(
     run_dir: Annotated[str, typer.Argument(help="Run directory (or object-store URI) holding records/.")],
     baseline: Annotated[str | None, typer.Option(help="Downscaler id for paired differences (default: bicubic if present).")] = None,
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the 95% CI.")] = 1000,
+    include_unconverged: IncludeUnconverged = False,
 ) -> None:
     """Reduce a run directory's records to the IDA-RD table (downscaler x model x scale)."""
     import polars as pl
@@ -273,7 +286,7 @@ def report(
         if baseline is None:
             has_bicubic = records.filter(pl.col("downscaler") == "bicubic").head(1).collect().height > 0
             baseline = "bicubic" if has_bicubic else None
-        _print_report(records, run_dir, baseline, bootstrap)
+        _print_report(records, run_dir, baseline, bootstrap, include_unconverged)
 
 
 @app.command()

@@ -50,6 +50,7 @@ class Report:
     baseline: str | None
     n_boot: int
     seed: int
+    include_unconverged: bool = False
 
 
 def scan_records(run_dir: str | Path) -> pl.LazyFrame:
@@ -83,18 +84,25 @@ def build_report(
     n_boot: int = 1000,
     seed: int = 0,
     max_rows: int = DEFAULT_MAX_ROWS,
+    include_unconverged: bool = False,
 ) -> Report:
     """The IDA-RD table of ``records`` and, if ``baseline`` is given, paired differences.
 
     ``n_boot`` resamples give the 95% CIs, deterministic given ``seed`` (a group's CI does
     not depend on the other groups, on row order or on ``max_rows``). ``max_rows`` bounds
     the records held at once; lowering it trades passes over the records for memory.
-    Raises `ValueError` naming ``baseline`` when it has no finite records.
+    ``include_unconverged`` puts samples that missed their model's goal (PULSE's eps) in
+    the means instead of leaving them out (see `idard.measure.statistics`); either way
+    the table counts them. Raises `ValueError` naming ``baseline`` when it has no finite
+    records.
     """
     lf = _needed(records.lazy())
     keys = list(REPORT_KEYS)
     paired = None
     if baseline is not None:  # first: an unknown baseline fails before the long bootstrap
-        paired = paired_differences(lf, baseline, by=keys, n_boot=n_boot, seed=seed, max_rows=max_rows)
-    table = ida_rd_table(lf, by=keys, n_boot=n_boot, seed=seed, max_rows=max_rows)
-    return Report(table=table, paired=paired, baseline=baseline, n_boot=n_boot, seed=seed)
+        paired = paired_differences(lf, baseline, by=keys, n_boot=n_boot, seed=seed, max_rows=max_rows,
+                                    include_unconverged=include_unconverged)
+    table = ida_rd_table(lf, by=keys, n_boot=n_boot, seed=seed, max_rows=max_rows,
+                         include_unconverged=include_unconverged)
+    return Report(table=table, paired=paired, baseline=baseline, n_boot=n_boot, seed=seed,
+                  include_unconverged=include_unconverged)

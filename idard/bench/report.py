@@ -16,6 +16,7 @@ p-value; CSV and Parquet hold the tables unrounded, in their own (key) order.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from pathlib import Path
@@ -41,6 +42,13 @@ _COLUMNS = {
 }
 
 
+def _headers(unconverged_in_mean: bool) -> dict[str, tuple[str, str]]:
+    """`_COLUMNS` with the unconverged header saying whether those samples are in the mean,
+    since the same count means either "left out" or "included" depending on the reduction."""
+    label = "unconverged (in mean)" if unconverged_in_mean else "unconverged (left out)"
+    return _COLUMNS | {"n_unconverged": (label, _COLUMNS["n_unconverged"][1])}
+
+
 def _display(table: pl.DataFrame) -> pl.DataFrame:
     ci = [
         None if low is None or high is None else f"[{low:.4f}, {high:.4f}]"
@@ -61,10 +69,12 @@ def _cells(row: dict) -> list[str]:
     return out
 
 
-def rich_table(table: pl.DataFrame, title: str = "IDA-RD (lower = less information lost)") -> Table:
+def rich_table(
+    table: pl.DataFrame, title: str = "IDA-RD (lower = less information lost)", unconverged_in_mean: bool = False
+) -> Table:
     shown = _display(table)
     out = Table(title=title, title_justify="left")
-    for column, (header, _) in _COLUMNS.items():
+    for column, (header, _) in _headers(unconverged_in_mean).items():
         if column in shown.columns:
             out.add_column(header, justify="left" if column in ("downscaler", "model", "metric") else "right")
     for row in shown.iter_rows(named=True):
@@ -72,9 +82,9 @@ def rich_table(table: pl.DataFrame, title: str = "IDA-RD (lower = less informati
     return out
 
 
-def markdown(table: pl.DataFrame) -> str:
+def markdown(table: pl.DataFrame, unconverged_in_mean: bool = False) -> str:
     shown = _display(table)
-    headers = [h for c, (h, _) in _COLUMNS.items() if c in shown.columns]
+    headers = [h for c, (h, _) in _headers(unconverged_in_mean).items() if c in shown.columns]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in shown.iter_rows(named=True)]
     return "\n".join(lines) + "\n"
@@ -136,7 +146,10 @@ def _encoded(table: pl.DataFrame, render) -> dict[str, bytes]:
 
 
 def write_reports(
-    table: pl.DataFrame, run_dir: RecordStore | str | Path, paired: pl.DataFrame | None = None
+    table: pl.DataFrame,
+    run_dir: RecordStore | str | Path,
+    paired: pl.DataFrame | None = None,
+    unconverged_in_mean: bool = False,
 ) -> list[str]:
     """``ida_rd.{md,csv,parquet}`` in ``run_dir``, and ``paired.{md,csv,parquet}`` if given.
 
@@ -145,7 +158,8 @@ def write_reports(
     never sees half a table). Returns the paths written.
     """
     store = run_dir if isinstance(run_dir, RecordStore) else RecordStore(run_dir)
-    files = {f"ida_rd.{ext}": data for ext, data in _encoded(table, markdown).items()}
+    render = functools.partial(markdown, unconverged_in_mean=unconverged_in_mean)
+    files = {f"ida_rd.{ext}": data for ext, data in _encoded(table, render).items()}
     if paired is not None:
         files |= {f"paired.{ext}": data for ext, data in _encoded(paired, paired_markdown).items()}
     return [store.write_bytes(name, data) for name, data in files.items()]

@@ -22,8 +22,12 @@ Non-finite samples (``finite`` False, or a NaN/null ``value``) never enter a mea
 counted in ``n_nonfinite`` so that a downscaler which makes the model fail cannot hide it.
 An image whose samples all failed has no mean: it is left out of ``ida_rd`` and
 ``n_images`` while its samples still count in ``n_nonfinite``. Samples a model flags as
-unconverged (``converged`` False: PULSE never reached its eps) are left out the same way,
-as the reference PULSE drops them, and counted in ``n_unconverged``.
+unconverged (``converged`` False: PULSE never reached its eps) are counted in
+``n_unconverged`` and, by default, left out of means the same way, as the reference PULSE
+drops them. That is a selection: a downscaler whose LR the model cannot match keeps only
+its easy samples. ``include_unconverged=True`` puts them in the means (the model's output
+is its best attempt, and the decoder's distortion is what IDA-RD measures); tables say
+which choice made them.
 
 The bootstrap runs in numpy on a compact per-group copy of the finite values only (one
 float per sample) and draws resamples in chunks, so its memory is bounded by a fixed budget
@@ -104,13 +108,14 @@ def _unconverged(names: Sequence[str]) -> pl.Expr:
     return (pl.col("converged") == False).fill_null(False) if "converged" in names else pl.lit(False)  # noqa: E712
 
 
-def _usable(lf: pl.LazyFrame) -> pl.Expr:
-    """True for samples that enter means: finite, and not flagged as unconverged."""
+def _usable(lf: pl.LazyFrame, include_unconverged: bool) -> pl.Expr:
+    """True for samples that enter means: finite, and unless ``include_unconverged``, not
+    flagged as unconverged."""
     names = lf.collect_schema().names()
-    return _finite(names) & ~_unconverged(names)
+    return _finite(names) if include_unconverged else _finite(names) & ~_unconverged(names)
 
 
-def _image_frame(lf: pl.LazyFrame, keys: list[str], with_values: bool) -> pl.DataFrame:
+def _image_frame(lf: pl.LazyFrame, keys: list[str], with_values: bool, include_unconverged: bool) -> pl.DataFrame:
     """One row per (keys..., image), sorted; ``values`` (finite values by seed) on request.
 
     Values are ordered by seed, and images by name, so that bootstrap draws (which index into
@@ -120,7 +125,7 @@ def _image_frame(lf: pl.LazyFrame, keys: list[str], with_values: bool) -> pl.Dat
     run to run (last-bit differences): so the same records always give the same numbers,
     whatever their row order and however they were batched.
     """
-    ok = _usable(lf)
+    ok = _usable(lf, include_unconverged)
     names = lf.collect_schema().names()
     has_seed = "seed" in names
     cols = [*keys, "image", "value", *(c for c in ("seed", "finite", "converged") if c in names)]
@@ -181,7 +186,7 @@ def _check_max_rows(max_rows: int) -> None:
 # --------------------------------------------------------------------------- batches of groups
 
 
-def _group_counts(lf: pl.LazyFrame, keys: list[str]) -> pl.DataFrame:
+def _group_counts(lf: pl.LazyFrame, keys: list[str], include_unconverged: bool = False) -> pl.DataFrame:
     """Records (``_rows``) and usable ones (``_usable``) per group, sorted as the outputs are.
 
     Reads only the key columns and the value flags, with the streaming engine: its memory
@@ -189,7 +194,8 @@ def _group_counts(lf: pl.LazyFrame, keys: list[str]) -> pl.DataFrame:
     """
     return (
         lf.group_by(keys)
-        .agg(pl.len().cast(pl.Int64).alias("_rows"), _usable(lf).sum().cast(pl.Int64).alias("_usable"))
+        .agg(pl.len().cast(pl.Int64).alias("_rows"),
+             _usable(lf, include_unconverged).sum().cast(pl.Int64).alias("_usable"))
         .sort(keys, nulls_last=True)
         .collect(engine="streaming")
     )
@@ -338,7 +344,12 @@ def _std(means: np.ndarray) -> float | None:
 # --------------------------------------------------------------------------- public API
 
 
-def per_image(records: Frame, by: Sequence[str] | None = None, max_rows: int = DEFAULT_MAX_ROWS) -> pl.DataFrame:
+def per_image(
+    records: Frame,
+    by: Sequence[str] | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    include_unconverged: bool = False,
+) -> pl.DataFrame:
     """Per (group keys..., image): mean, std (ddof=1) and count of finite samples, and the
     count of non-finite ones.
 
@@ -352,7 +363,7 @@ def per_image(records: Frame, by: Sequence[str] | None = None, max_rows: int = D
     _check_max_rows(max_rows)
     lf = _lazy(records)
     keys = _keys(lf, by)
-    parts = [_image_frame(batch, keys, with_values=False) for batch in _group_batches(lf, keys, max_rows)]
+    parts = [_image_frame(batch, keys, False, include_unconverged) for batch in _group_batches(lf, keys, max_rows)]
     return _concat(parts).select([*keys, *PER_IMAGE_COLUMNS])
 
 
@@ -389,6 +400,7 @@ def ida_rd_table(
     ci: float = 0.95,
     seed: int = 0,
     max_rows: int = DEFAULT_MAX_ROWS,
+    include_unconverged: bool = False,
 ) -> pl.DataFrame:
     """The IDA-RD table: one row per group (default downscaler, model, metric[, scale]).
 
@@ -400,8 +412,9 @@ def ida_rd_table(
       replicates (images, then samples within each image, with replacement); null when
       ``n_boot`` is 0. Deterministic given ``seed`` and the group's key, independent of
       record order and of the other groups present.
-    * ``n_images`` (with >= 1 finite sample), ``n_samples`` (finite samples, those in the
-      mean), ``n_nonfinite`` and ``n_unconverged`` (the samples excluded, by reason).
+    * ``n_images`` (with >= 1 sample in the mean), ``n_samples`` (the samples in the
+      mean), ``n_nonfinite`` (never in it) and ``n_unconverged`` (finite but unconverged:
+      in the mean only with ``include_unconverged``).
 
     Columns: ``*by, ida_rd, std_images, ci_low, ci_high, n_images, n_samples, n_nonfinite,
     n_unconverged``;
@@ -413,7 +426,7 @@ def ida_rd_table(
     lf = _lazy(records)
     keys = _keys(lf, by)
     tables = [
-        _table(_image_frame(batch, keys, with_values=True), keys, n_boot, ci, seed)
+        _table(_image_frame(batch, keys, True, include_unconverged), keys, n_boot, ci, seed)
         for batch in _group_batches(lf, keys, max_rows)
     ]
     return _concat(tables)
@@ -436,6 +449,7 @@ def paired_differences(
     ci: float = 0.95,
     seed: int = 0,
     max_rows: int = DEFAULT_MAX_ROWS,
+    include_unconverged: bool = False,
 ) -> pl.DataFrame:
     """Each downscaler minus ``baseline`` on the same (image, seed) pairs.
 
@@ -465,12 +479,12 @@ def paired_differences(
         raise ValueError("paired differences need 'downscaler' among the group keys")
     if "seed" not in lf.collect_schema().names():
         raise ValueError("paired differences need a 'seed' column to pair samples")
-    counts = _group_counts(lf, keys)
+    counts = _group_counts(lf, keys, include_unconverged)
     _check_baseline(counts, baseline)
     names = lf.collect_schema().names()
     columns = [*keys, "image", "seed", "value", *(c for c in ("finite", "converged") if c in names)]
     tables = [  # a batch is read once, then joined with itself in memory: one pass, not two
-        _paired_table(batch.select(columns).collect(), keys, baseline, n_boot, ci, seed)
+        _paired_table(batch.select(columns).collect(), keys, baseline, n_boot, ci, seed, include_unconverged)
         for batch in _paired_batches(lf, counts, keys, baseline, max_rows)
     ]
     return _concat(tables)
@@ -520,12 +534,13 @@ def _paired_batches(
 
 
 def _paired_table(
-    records: pl.DataFrame, keys: list[str], baseline: str, n_boot: int, ci: float, seed: int
+    records: pl.DataFrame, keys: list[str], baseline: str, n_boot: int, ci: float, seed: int,
+    include_unconverged: bool,
 ) -> pl.DataFrame:
     """`paired_differences` of the groups in ``records``, which hold their baseline records."""
     lf = records.lazy()
     on = [*(k for k in keys if k != "downscaler"), "image", "seed"]
-    usable = lf.filter(_usable(lf)).select([*keys, "image", "seed", "value"])
+    usable = lf.filter(_usable(lf, include_unconverged)).select([*keys, "image", "seed", "value"])
     is_base = pl.col("downscaler") == baseline
     base = usable.filter(is_base).select([*on, pl.col("value").alias("_base")])
     pairs = (
@@ -533,7 +548,7 @@ def _paired_table(
         .join(base, on=on, how="inner", nulls_equal=True)
         .select([*keys, "image", "seed", (pl.col("value") - pl.col("_base")).alias("value")])
     )
-    images = _image_frame(pairs, keys, with_values=True)
+    images = _image_frame(pairs, keys, True, include_unconverged)
     table = _table(images, keys, n_boot, ci, seed, extra_key=("paired", baseline))
     p_values = [_wilcoxon(_group_arrays(part)[0]) for _, part in _groups(images, keys)]
     return table.rename({"ida_rd": "mean_diff", "n_samples": "n_pairs"}).with_columns(

@@ -100,3 +100,27 @@ def test_weights_lists_each_models_files_and_fails_on_a_missing_one(tmp_path) ->
     suite.write_text("images: [bundled:held-out]\ndownscalers: [bicubic]\nmodels: [srflow-tiny-4x, 'pulse(generator=stylegan-ffhq, mapping=m.pt, synthesis=s.pt, scale=32)']\n")
     missing = CliRunner().invoke(app, ["weights", "--suite", str(suite)])
     assert missing.exit_code == 1 and "MISSING" in missing.output and "m.pt: no such weights file" in missing.output
+
+
+def test_report_puts_unconverged_samples_in_the_mean_only_when_asked(tmp_path: Path) -> None:
+    """PULSE's unconverged samples: left out by default (as the reference drops them), in
+    the mean with --include-unconverged; the table's header says which."""
+    import polars as pl
+
+    from idard.bench.store import RecordStore
+
+    RecordStore(tmp_path).append(pl.DataFrame({
+        "image": ["a", "a", "b", "b"], "downscaler": ["nearest"] * 4, "model": ["pulse"] * 4,
+        "metric": ["lpips-alex"] * 4, "seed": [0, 1, 0, 1], "scale": [8] * 4,
+        "value": [0.1, 0.5, 0.3, 0.3], "finite": [True] * 4, "converged": [True, False, True, True],
+    }))
+    default = runner.invoke(app, ["report", str(tmp_path), "--bootstrap", "100"])
+    assert default.exit_code == 0, default.output
+    left_out = pl.read_parquet(tmp_path / "ida_rd.parquet").row(0, named=True)
+    assert left_out["ida_rd"] == pytest.approx(0.2) and left_out["n_unconverged"] == 1
+    assert "unconverged (left out)" in (tmp_path / "ida_rd.md").read_text()
+    assert "1 unconverged samples are left out" in default.output
+    included = runner.invoke(app, ["report", str(tmp_path), "--bootstrap", "100", "--include-unconverged"])
+    assert included.exit_code == 0, included.output
+    assert pl.read_parquet(tmp_path / "ida_rd.parquet").row(0, named=True)["ida_rd"] == pytest.approx(0.3)
+    assert "unconverged (in mean)" in (tmp_path / "ida_rd.md").read_text()

@@ -22,6 +22,16 @@ def test_markdown_sorts_by_ida_rd_and_formats_fixed_decimals() -> None:
     assert lines[3].startswith("| nearest |")
 
 
+def test_the_unconverged_column_says_whether_those_samples_are_in_the_mean(tmp_path: Path) -> None:
+    """Shown only when some sample missed its goal; its header names the reduction used."""
+    assert "unconverged" not in markdown(TABLE.with_columns(n_unconverged=pl.lit(0)))
+    counted = TABLE.with_columns(n_unconverged=pl.Series([5, 0]))
+    assert markdown(counted).splitlines()[0].endswith("| non-finite | unconverged (left out) |")
+    assert markdown(counted, unconverged_in_mean=True).splitlines()[0].endswith("| unconverged (in mean) |")
+    written = write_reports(counted, tmp_path, unconverged_in_mean=True)
+    assert "unconverged (in mean)" in Path(written[0]).read_text()
+
+
 def test_write_reports_writes_markdown_csv_and_parquet(tmp_path: Path) -> None:
     paths = write_reports(TABLE, tmp_path / "run")
     assert [Path(p).name for p in paths] == ["ida_rd.md", "ida_rd.csv", "ida_rd.parquet"]

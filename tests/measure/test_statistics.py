@@ -363,3 +363,23 @@ def test_unconverged_samples_are_left_out_of_means_and_counted() -> None:
     row = ida_rd_table(records, by=["downscaler"], n_boot=0).row(0, named=True)
     assert row["ida_rd"] == pytest.approx((0.2 + 0.5) / 2)
     assert (row["n_samples"], row["n_nonfinite"], row["n_unconverged"]) == (3, 0, 1)
+
+
+def test_unconverged_samples_enter_every_mean_on_request_and_are_still_counted() -> None:
+    """With include_unconverged a model's best attempt counts like any sample: in the
+    table, per image and in the pairs; a non-finite sample stays out regardless."""
+    frame = pl.DataFrame({
+        "downscaler": ["nearest"] * 4 + ["bicubic"] * 4, "image": ["a", "a", "b", "b"] * 2,
+        "seed": [0, 1] * 4, "value": [0.2, 0.9, 0.4, NAN, 0.1, 0.3, 0.2, 0.2],
+        "finite": [True, True, True, False] + [True] * 4,
+        "converged": [True, False, True, False] + [True, False, True, True],
+    })
+    table = ida_rd_table(frame, by=["downscaler"], n_boot=0, include_unconverged=True)
+    row = table.filter(pl.col("downscaler") == "nearest").row(0, named=True)
+    assert row["ida_rd"] == pytest.approx(((0.2 + 0.9) / 2 + 0.4) / 2)
+    assert (row["n_samples"], row["n_nonfinite"], row["n_unconverged"]) == (3, 1, 1)
+    images = per_image(frame, by=["downscaler"], include_unconverged=True)
+    assert images.filter(pl.col("downscaler") == "bicubic")["n_samples"].to_list() == [2, 2]
+    paired = paired_differences(frame, "bicubic", by=["downscaler"], n_boot=0, include_unconverged=True)
+    assert paired.row(0, named=True)["n_pairs"] == 3  # (a,0), (a,1), (b,0): (b,1) is non-finite
+    assert paired_differences(frame, "bicubic", by=["downscaler"], n_boot=0).row(0, named=True)["n_pairs"] == 2
