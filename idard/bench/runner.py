@@ -137,11 +137,28 @@ class _Writer:
         self.buffer, self.rows, self.last_flush = [], 0, time.monotonic()
 
 
+class _DefaultTokenAuthNotice(logging.Filter):
+    """Drops Ray's notice, printed on every local start, that token authentication is on.
+
+    That is Ray's safe default, and the notice lands in the middle of the progress display;
+    its warning that authentication is *off* still passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+_RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
 def _init_ray(options: RunOptions) -> None:
     import ray
 
     if ray.is_initialized():
         return
+    notice = logging.getLogger(_RAY_AUTH_LOGGER)
+    if not options.verbose and not any(isinstance(f, _DefaultTokenAuthNotice) for f in notice.filters):
+        notice.addFilter(_DefaultTokenAuthNotice())
     common = {"logging_level": logging.WARNING if not options.verbose else logging.INFO,
               "log_to_driver": options.verbose, "configure_logging": True}
     if options.address:

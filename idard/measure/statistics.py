@@ -480,7 +480,7 @@ def paired_differences(
     if "seed" not in lf.collect_schema().names():
         raise ValueError("paired differences need a 'seed' column to pair samples")
     counts = _group_counts(lf, keys, include_unconverged)
-    _check_baseline(counts, baseline)
+    _check_baseline(counts, baseline, include_unconverged)
     names = lf.collect_schema().names()
     columns = [*keys, "image", "seed", "value", *(c for c in ("finite", "converged") if c in names)]
     tables = [  # a batch is read once, then joined with itself in memory: one pass, not two
@@ -490,13 +490,14 @@ def paired_differences(
     return _concat(tables)
 
 
-def _check_baseline(counts: pl.DataFrame, baseline: str) -> None:
-    """Refuse a baseline without finite records, naming the downscalers that have some."""
+def _check_baseline(counts: pl.DataFrame, baseline: str, include_unconverged: bool) -> None:
+    """Refuse a baseline without usable records, naming the downscalers that have some."""
     if counts.filter(pl.col("downscaler") == baseline)["_usable"].sum() > 0:
         return
     known = counts.filter(pl.col("_usable") > 0)["downscaler"].drop_nulls().unique().sort().to_list()
+    usable = "finite records" if include_unconverged else "finite converged records (unconverged ones are left out)"
     raise ValueError(
-        f"baseline downscaler {baseline!r} has no finite records; downscalers with finite records: "
+        f"baseline downscaler {baseline!r} has no {usable}; downscalers with some: "
         + (", ".join(map(repr, known)) or "none")
     )
 

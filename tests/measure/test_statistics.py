@@ -383,3 +383,11 @@ def test_unconverged_samples_enter_every_mean_on_request_and_are_still_counted()
     paired = paired_differences(frame, "bicubic", by=["downscaler"], n_boot=0, include_unconverged=True)
     assert paired.row(0, named=True)["n_pairs"] == 3  # (a,0), (a,1), (b,0): (b,1) is non-finite
     assert paired_differences(frame, "bicubic", by=["downscaler"], n_boot=0).row(0, named=True)["n_pairs"] == 2
+
+
+def test_a_baseline_whose_samples_all_missed_their_goal_is_refused_saying_so() -> None:
+    frame = pl.DataFrame({"downscaler": ["bicubic", "nearest"], "image": ["a", "a"], "seed": [0, 0],
+                          "value": [0.1, 0.2], "finite": [True, True], "converged": [False, True]})
+    with pytest.raises(ValueError, match="'bicubic' has no finite converged records .unconverged ones are left out."):
+        paired_differences(frame, "bicubic", by=["downscaler"], n_boot=0)
+    assert paired_differences(frame, "bicubic", by=["downscaler"], n_boot=0, include_unconverged=True).height == 1

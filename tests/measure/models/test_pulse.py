@@ -152,6 +152,14 @@ def test_the_plugin_samples_k_starts_per_lr_image_and_flags_convergence(dcgan, f
     assert torch.allclose(batched.sample(lr, [0, 1, 2]).images, out.images, atol=1e-4)
 
 
+def test_eps_zero_runs_every_sample_all_its_steps_with_no_convergence_flag(dcgan, faces) -> None:
+    """eps=0 is a goal no sample can reach, so it is no goal: plain images, like any SR model."""
+    lr = bicubic_downsample(faces[:1], 16).clamp(0, 1)
+    with torch.inference_mode():
+        out = MODELS.create("pulse(scale=16, steps=3, eps=0)").sample(lr, [0, 1])
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 2, 3, 64, 64)
+
+
 def test_stylegan_needs_both_of_pulses_files() -> None:
     from idard.measure.registry import SpecError
 

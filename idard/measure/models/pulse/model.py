@@ -44,6 +44,11 @@ class Pulse(Plugin):
     the last, the fit is computed once per mapping file and cached).
     ``scale``: the generator's resolution over the LR side. Optimisation defaults are the
     reference's; ``batch`` (rows per optimisation, 0 = all) does not change results.
+
+    ``eps`` is where a sample stops: the reference's 2e-3 stops it as soon as its
+    downscale is that close to the LR, so samples of a downscaler PULSE can match get fewer
+    steps than those of one it cannot. ``eps=0`` gives every sample the same ``steps``
+    (an equal-effort decoder for every downscaler); its samples carry no convergence flag.
     """
 
     generator: str = "dcgan-faces"
@@ -130,5 +135,7 @@ class Pulse(Plugin):
         parts = [invert(generator, rows[i : i + step], row_seeds[i : i + step], self.settings)
                  for i in range(0, len(row_seeds), step)]
         images = torch.cat([p.images for p in parts]).view(b, k, 3, generator.resolution, generator.resolution)
+        if self.eps == 0:  # no goal to reach: every sample runs all steps, none "unconverged"
+            return images
         converged = torch.cat([p.converged for p in parts]).view(b, k)
         return Samples(images=images, converged=converged)
