@@ -36,7 +36,7 @@ test: $(STAMP) $(FACES)
 	$(BIN)/python -m pytest
 
 faces: $(FACES)
-	$(BIN)/idard-bench faces benchmark/faces-dcgan
+	$(BIN)/idard-bench faces benchmark/faces-dcgan --count 32
 	$(BIN)/idard-bench run --suite benchmark/faces-pulse.yaml
 
 clean:
