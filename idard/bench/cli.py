@@ -253,12 +253,12 @@ def _print_report(records, out: str, baseline: str | None, bootstrap: int, inclu
     from idard.bench.report import rich_paired_table, rich_table, write_reports
 
     report = build_report(records, baseline=baseline, n_boot=bootstrap, include_unconverged=include_unconverged)
-    written = write_reports(report.table, out, report.paired, unconverged_in_mean=include_unconverged)
-    console.print(rich_table(report.table, unconverged_in_mean=include_unconverged))
+    written = write_reports(report.table, out, report.paired, unconverged_in_mean=report.include_unconverged)
+    console.print(rich_table(report.table, unconverged_in_mean=report.include_unconverged))
     if report.paired is not None and report.paired.height:
         console.print(rich_paired_table(report.paired))
     left_out = report.table["n_unconverged"].fill_null(0).sum()
-    if left_out and not include_unconverged:
+    if left_out and not report.include_unconverged:
         console.print(f"{left_out} unconverged samples are left out of the means (as the reference PULSE drops "
                       "them): a downscaler whose LR the model cannot match keeps only its easy samples. "
                       "Compare with --include-unconverged.", highlight=False)
