@@ -11,11 +11,13 @@ code (safetensors, or ``torch.load(weights_only=True)``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ENV_WEIGHTS_DIR = "IDARD_WEIGHTS_DIR"
@@ -49,18 +51,32 @@ def resolve_weights(ref: str) -> Path:
                           f"place it there or set ${ENV_WEIGHTS_DIR})")
 
 
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target`` that replaces it when the block succeeds.
+
+    Cache files are shared by every actor on a node: a reader must see a whole file or
+    none, and a failed or killed writer must leave nothing that looks like one.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def _download(url: str, target: Path) -> Path:
     """Fetch ``url`` into ``target`` atomically (a partial download is never left behind)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a URL the user gave
-                shutil.copyfileobj(response, tmp)
-        except Exception as exc:  # noqa: BLE001
-            Path(tmp.name).unlink(missing_ok=True)
-            raise WeightsNotFound(f"{url}: download failed ({type(exc).__name__}: {exc}); offline, place the "
-                                  f"file at {target}") from None
-    os.replace(tmp.name, target)
+    try:
+        with atomic_path(target) as tmp, open(tmp, "wb") as out, \
+                urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a URL the user gave
+            shutil.copyfileobj(response, out)
+    except Exception as exc:  # noqa: BLE001
+        raise WeightsNotFound(f"{url}: download failed ({type(exc).__name__}: {exc}); offline, place the "
+                              f"file at {target}") from None
     return target
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +39,42 @@ def test_a_url_already_in_the_cache_is_not_downloaded_again(tmp_path: Path, monk
     monkeypatch.setenv(ENV_WEIGHTS_DIR, str(tmp_path))
     (tmp_path / "SRFlow_DF2K_8X.pth").write_bytes(b"x")
     assert resolve_weights("https://example.invalid/models/SRFlow_DF2K_8X.pth?dl=1") == tmp_path / "SRFlow_DF2K_8X.pth"
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on the loopback interface serving a folder (no network needed)."""
+    for name in ("no_proxy", "NO_PROXY"):  # a machine's HTTP proxy must not see loopback URLs
+        monkeypatch.setenv(name, "127.0.0.1")
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_url_is_downloaded_into_the_cache_once(served, tmp_path: Path, monkeypatch) -> None:
+    base, root = served
+    (root / "mapping.pt").write_bytes(b"mapping weights")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(ENV_WEIGHTS_DIR, str(cache))
+    assert resolve_weights(f"{base}/mapping.pt").read_bytes() == b"mapping weights"
+    (root / "mapping.pt").unlink()  # a second resolve must not need the server
+    assert resolve_weights(f"{base}/mapping.pt") == cache / "mapping.pt"
+
+
+def test_a_failed_download_names_the_url_and_leaves_nothing_behind(served, tmp_path: Path, monkeypatch) -> None:
+    base, _ = served
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(ENV_WEIGHTS_DIR, str(cache))
+    with pytest.raises(WeightsNotFound, match=r"absent\.pt: download failed \(HTTPError.*place the file at"):
+        resolve_weights(f"{base}/absent.pt")
+    assert list(cache.iterdir()) == []
 
 
 def test_known_files_are_verified_by_hash() -> None:

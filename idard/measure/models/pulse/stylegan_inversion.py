@@ -8,8 +8,6 @@ those of ``LeakyReLU(5)(mapping(z))`` over a million z. GEOCROSS acts on those w
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import torch.nn.functional as F
 from idard.measure.models.base import sha256_file
 from idard.measure.models.pulse.generators import GeneratorWeightsError, LatentGenerator, load_tensors
 from idard.measure.models.pulse.stylegan import StyleGANGenerator
-from idard.measure.weights import cache_dir
+from idard.measure.weights import atomic_path, cache_dir
 
 
 def load_gaussian_fit(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,14 +57,8 @@ def cached_gaussian_fit(generator: StyleGANGenerator, mapping: str | Path) -> tu
 def _save_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
 
 
 class StyleGANInversion(LatentGenerator):
