@@ -139,6 +139,9 @@ class RecordStore:
         """Write ``data`` so that readers see all of it or nothing: one PUT on an object
         store; on a disk, ``partial`` written and fsynced, then renamed (atomic)."""
         if self.remote:
+            # Object stores need no folders, but hierarchical ones (HDFS, Azure with a
+            # hierarchical namespace, pyarrow's mock://) refuse a file in a missing folder.
+            self._fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
             with self._fs.open_output_stream(target) as stream:
                 stream.write(data)
             return target

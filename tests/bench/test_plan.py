@@ -77,3 +77,14 @@ def test_records_of_other_weights_under_the_same_id_are_refused(tmp_path: Path) 
     _held(store, [("a", "bicubic", "srflow-tiny-4x", 0)], weights_hash="0" * 64)
     with pytest.raises(StaleRecordsError, match=r"srflow-tiny-4x made with weights sha256 000000000000.*new --out"):
         make_plan(_suite(), store, IMAGES)
+
+
+def test_a_new_metric_plans_exactly_that_metrics_keys(tmp_path: Path) -> None:
+    """Keys are matched with their metric: lpips-alex records do not make psnr done."""
+    store = RecordStore(tmp_path)
+    _held(store, [(i, d, "srflow-tiny-4x", s) for i in "ab" for d in ("bicubic", "nearest") for s in range(3)])
+    plan = make_plan(_suite(metrics=["lpips-alex", "psnr"]), store, IMAGES)
+    assert (plan.total_tasks, plan.done_tasks, plan.todo_tasks) == (24, 12, 12)
+    planned = {(u.image.name, i.downscaler, m, s) for u in plan.units for i in u.items for m in i.metrics for s in i.seeds}
+    assert planned == {(im, d, "psnr", s) for im in "ab" for d in ("bicubic", "nearest") for s in range(3)}
+    assert all(i.metrics == ("psnr",) for u in plan.units for i in u.items)

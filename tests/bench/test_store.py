@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from pathlib import Path
 
 import polars as pl
@@ -68,8 +70,103 @@ def test_writing_text_beside_the_records_is_atomic(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
-@pytest.mark.parametrize("column", ["written_at", "worker"])
-def test_provenance_is_filled_in(tmp_path: Path, column: str) -> None:
+def test_provenance_columns_hold_who_wrote_when_and_for_which_suite(tmp_path: Path) -> None:
     store = RecordStore(tmp_path)
-    store.append(_records(["a"]).with_columns(worker=pl.lit("w1")))
-    assert column in store.scan().collect().columns
+    before = dt.datetime.now(dt.timezone.utc)
+    store.append(_records(["a"]).with_columns(worker=pl.lit("node-1:42")), suite_hash="abc123")
+    after = dt.datetime.now(dt.timezone.utc)
+    store.append(_records(["b"]))  # no worker column, no suite hash: filled with null and ""
+    frame = store.scan().sort("image", "seed").collect()
+    assert frame["worker"].to_list() == ["node-1:42", "node-1:42", None, None]
+    assert frame["suite_hash"].to_list() == ["abc123", "abc123", "", ""]
+    written = frame["written_at"]
+    assert written.null_count() == 0
+    assert all(before <= t <= after for t in written[:2]), written.to_list()
+    assert written[2] >= written[1]
+
+
+# ---------------------------------------------------------------- crash safety of a part
+
+class _Crash(Exception):
+    """Stands in for a kill -9 at one point of a write."""
+
+
+def _open_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name a file descriptor")
+def test_a_part_is_fsynced_under_a_hidden_name_then_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str, str]] = []
+    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", _open_path(fd), ""))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        calls.append(("rename", str(src), str(dst)))
+        real_replace(src, dst)
+
+    def rename(src, dst) -> None:
+        calls.append(("rename", str(src), str(dst)))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "rename", rename)
+    store = RecordStore(tmp_path)
+    part = store.append(_records(["a"]))
+
+    renames = [c for c in calls if c[0] == "rename"]
+    assert len(renames) == 1 and renames[0][2] == part
+    hidden = renames[0][1]
+    assert Path(hidden).name.startswith(".") and Path(hidden).parent == Path(part).parent
+    synced = [i for i, c in enumerate(calls) if c == ("fsync", hidden, "")]
+    assert synced and synced[0] < calls.index(renames[0]), calls  # on disk before it is visible
+
+
+def test_a_crash_between_write_and_rename_leaves_no_visible_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RecordStore(tmp_path)
+    store.append(_records(["a"]))
+
+    def crash(*args) -> None:
+        raise _Crash
+
+    monkeypatch.setattr(os, "replace", crash)
+    monkeypatch.setattr(os, "rename", crash)
+    with pytest.raises(_Crash):
+        store.append(_records(["b"]))
+    monkeypatch.undo()
+
+    assert len(store.parts()) == 1 and store.count() == 2  # only the part written before
+    assert sorted(store.scan().collect()["image"].unique()) == ["a"]
+    leftovers = [p for p in Path(store.records_dir).iterdir() if not p.name.startswith("part-")]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".")  # the hidden partial, ignored
+    store.remove_partials()
+    store.append(_records(["b"]))
+    assert store.count() == 4 and sorted(p.name for p in Path(store.records_dir).iterdir()) == sorted(
+        Path(p).name for p in store.parts())
+
+
+# ---------------------------------------------------------------- a non-local filesystem
+
+def test_records_append_to_and_read_back_from_a_non_local_filesystem() -> None:
+    """pyarrow's in-memory ``mock://`` filesystem: the code path of s3:// and gs://
+    (pyarrow filesystem, no rename, one write per part), with no network."""
+    store = RecordStore("mock://bucket/runs/one")
+    assert store.remote
+    assert store.scan().collect().is_empty() and store.parts() == []
+    store.append(_records(["a"]), suite_hash="abc")
+    store.append(_records(["b", "c"]))
+    assert len(store.parts()) == 2 and all(p.startswith("runs/one/records/part-") for p in store.parts())
+    frame = store.scan().sort("image", "seed").collect()
+    assert frame.height == store.count() == 6
+    assert frame.select(KEY_COLUMNS).rows() == _records(["a", "b", "c"]).select(KEY_COLUMNS).rows()
+    assert frame["value"].to_list() == [0.0, 0.1] * 3
+    assert frame["suite_hash"].to_list() == ["abc"] * 2 + [""] * 4
+    assert frame["written_at"].null_count() == 0
+    assert store.duplicate_keys().is_empty()
+    store.append(_records(["a"], range(1)))
+    assert store.duplicate_keys().select(KEY_COLUMNS).rows() == [("a", "bicubic", "m", "lpips-alex", 0)]
+    assert store.write_text("run.json", "{}\n") == "runs/one/run.json"

@@ -391,3 +391,32 @@ def test_a_baseline_whose_samples_all_missed_their_goal_is_refused_saying_so() -
     with pytest.raises(ValueError, match="'bicubic' has no finite converged records .unconverged ones are left out."):
         paired_differences(frame, "bicubic", by=["downscaler"], n_boot=0)
     assert paired_differences(frame, "bicubic", by=["downscaler"], n_boot=0, include_unconverged=True).height == 1
+
+
+def _exact_signed_rank_p(diffs: list[float]) -> float:
+    """Two-sided exact p-value of the signed-rank statistic, by enumerating all 2^n signs
+    (distinct non-zero |differences|, so ranks have no ties)."""
+    import itertools
+
+    ranks = {d: r for r, d in enumerate(sorted(diffs, key=abs), start=1)}
+    observed = sum(ranks[d] for d in diffs if d > 0)
+    n = len(diffs)
+    sums = [sum(r for r, plus in zip(range(1, n + 1), signs) if plus)
+            for signs in itertools.product((False, True), repeat=n)]
+    low = sum(s <= observed for s in sums) / len(sums)
+    high = sum(s >= observed for s in sums) / len(sums)
+    return min(1.0, 2 * min(low, high))
+
+
+def test_wilcoxon_uses_the_signs_of_per_image_differences() -> None:
+    # Per-image mean differences of both signs; each image's two seeds average to it.
+    diffs = [0.5, -1.5, 2.5, 3.5, -4.5, 5.5, 6.5, -0.25]
+    rows = []
+    for i, d in enumerate(diffs):
+        for s, jitter in enumerate((-0.125, 0.125)):
+            rows += [(f"i{i}", "base", s, 10.0), (f"i{i}", "new", s, 10.0 + d + jitter)]
+    row = paired_differences(records(rows), "base", n_boot=10).row(0, named=True)
+    expected = _exact_signed_rank_p(diffs)
+    assert expected == 80 / 256  # T- = 1 + 3 + 6 = 10: 40 of 256 sign patterns reach it, times two sides
+    assert row["p_wilcoxon"] == pytest.approx(expected, rel=1e-12)
+    assert row["mean_diff"] == pytest.approx(sum(diffs) / len(diffs))
