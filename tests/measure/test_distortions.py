@@ -18,6 +18,7 @@ import hashlib
 import os
 import pickle
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,29 @@ def test_lpips_batch_size_changes_memory_not_values_nor_id(lpips_alex):
     torch.testing.assert_close(small(ref, dist), lpips_alex(ref, dist), atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["lpips-alex", "lpips-vgg"])
+def test_lpips_equals_the_lpips_packages_own_forward_pass(name, lpips_alex, lpips_vgg):
+    """The lpips package's LPIPS.forward (normalize=True: [0, 1] inputs rescaled to
+    [-1, 1] inside) with the same trunk and linear weights, on random images: no licensed
+    data needed, and any change of input range, scaling layer or layer weighting shows."""
+    import lpips
+
+    metric = {"lpips-alex": lpips_alex, "lpips-vgg": lpips_vgg}[name]
+    with warnings.catch_warnings():  # torchvision's note on lpips' deprecated ``pretrained=False``
+        warnings.simplefilter("ignore", UserWarning)
+        reference = lpips.LPIPS(net=metric._lpips_net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    reference.load_state_dict(metric._model.state_dict(), strict=True)
+    reference.eval()
+    gen = torch.Generator().manual_seed(11)
+    ref = _smooth_image(64, 48, seed=11)
+    dist = torch.cat([_noisy(ref, s, i) for i, s in enumerate((0.05, 0.2))] + [torch.rand(1, 3, 64, 48, generator=gen)])
+    with torch.no_grad():
+        expected = reference(ref.expand(3, -1, -1, -1), dist, normalize=True).flatten().double()
+    got = metric(ref, dist)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    assert expected.min() > 0.01  # real distances, not all zero
+
+
 def test_lpips_pickles_without_its_network(lpips_alex):
     clone = pickle.loads(pickle.dumps(lpips_alex))
     assert clone == lpips_alex and clone.id == "lpips-alex" and clone._model is None
@@ -200,11 +224,32 @@ def test_ms_ssim_identical_is_one_and_decreases_with_noise():
     assert values[-1] > 0
 
 
+@pytest.mark.parametrize("sigma", [0.03, 0.15])
+def test_ms_ssim_equals_pytorch_msssim(sigma):
+    """An independent implementation (pytorch-msssim, a test-only dependency) with the
+    same window, constants and scale weights; sides that halve evenly four times (176),
+    where both downsample alike."""
+    from pytorch_msssim import ms_ssim as reference
+
+    ref = _smooth_image(176, 176, seed=10).double()
+    dist = torch.cat([_noisy(ref, sigma, 1), _smooth_image(176, 176, seed=12).double()])
+    # its Gaussian window, built in float64 (its own is float32: 2e-6 off)
+    x = torch.arange(11, dtype=torch.float64) - 5
+    window = torch.exp(-(x**2) / (2 * 1.5**2))
+    window = (window / window.sum()).view(1, 1, 1, 11).repeat(3, 1, 1, 1)
+    expected = reference(ref.expand(2, -1, -1, -1), dist, data_range=1.0, size_average=False, win=window)
+    got = DISTORTIONS.create("ms-ssim")(ref, dist)
+    torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+
+
 def test_ms_ssim_names_the_minimum_size():
     side = ms_ssim_min_size()
     assert side == 161  # ceil(161 / 16) = 11 = the window at the 5th scale
     ms_ssim = DISTORTIONS.create("ms-ssim")
-    ms_ssim(torch.rand(1, 3, side, side), torch.rand(1, 3, side, side))
+    smallest = _smooth_image(side, side, seed=8)
+    assert ms_ssim(smallest, smallest).item() == pytest.approx(1.0, abs=1e-12)
+    value = ms_ssim(smallest, _noisy(smallest, 0.1, 9)).item()
+    assert 0.1 < value < 0.99
     with pytest.raises(ValueError, match=r"at least 161x161 pixels"):
         ms_ssim(torch.rand(1, 3, 160, 300), torch.rand(1, 3, 160, 300))
 
