@@ -177,14 +177,31 @@ def test_stylegan_is_inverted_through_pulses_gaussian_fit_with_trainable_noise()
 
     torch.manual_seed(0)
     stylegan = StyleGANGenerator(StyleGANConfig(resolution=32, latent=32, fmap_base=256, fmap_max=32))
+    with torch.no_grad():  # noise strengths start at zero; as trained, they are not
+        for name, p in stylegan.named_parameters():
+            if name.endswith("noise.weight"):
+                p.uniform_(0.1, 0.3)
     mean, std = stylegan.gaussian_fit(n=2000, batch=1000)
     generator = StyleGANInversion(stylegan, mean, std)
+    seen: list[list[torch.Tensor]] = []
+    synthesize = generator.synthesize
+    generator.synthesize = lambda w, noise: seen.append([n.detach().clone() for n in noise]) or synthesize(w, noise)
     assert (generator.layers, generator.dim, generator.resolution) == (8, 32, 32)
     assert [s[-1] for s in generator.noise_shapes()] == [4, 4, 8, 8, 16, 16, 32, 32]
     with torch.no_grad():
         lr = bicubic_downsample(generator.synthesize(generator.latent_in(torch.randn(2, 8, 32)),
                                                      [torch.randn(2, *s) for s in generator.noise_shapes()]), 4)
     settings = PulseSettings(steps=4, eps=0.0)
+    seen.clear()
     together = invert(generator, lr, [3, 4], settings)
+    # the first 5 noise maps move and stay on their spheres; the rest never change
+    radius = [n.flatten(1).norm(dim=1) for n in seen[0]]
+    for noise in seen[1:4]:
+        for i, (n, n0) in enumerate(zip(noise, seen[0])):
+            if i < 5:
+                torch.testing.assert_close(n.flatten(1).norm(dim=1), radius[i], atol=1e-4, rtol=1e-5)
+                assert not torch.allclose(n, n0), f"trainable noise map {i} never moved"
+            else:
+                assert torch.equal(n, n0), f"fixed noise map {i} changed"
     alone = torch.cat([invert(generator, lr[i : i + 1], [s], settings).images for i, s in enumerate([3, 4])])
     assert torch.allclose(together.images, alone, atol=1e-4) and together.steps.tolist() == [4, 4]
