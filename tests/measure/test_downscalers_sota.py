@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-from PIL import Image
 from scipy.linalg import null_space
 from skimage import data
 
@@ -102,7 +101,11 @@ def test_dpid_keeps_a_thin_line_that_a_box_filter_averages_away() -> None:
 
 @pytest.mark.parametrize("size", [(128, 128), (97, 131)])  # integer and non-integer factors
 def test_dpid_matches_the_independent_rust_implementation(size: tuple[int, int]) -> None:
-    """pepedpid (PyPI) agrees inside the image to float32 rounding (< 1e-5).
+    """pepedpid (PyPI) agrees inside the image to float32 rounding.
+
+    It accumulates in float32 (we in float64): over 4 scikit-image photos x 3 sizes x
+    lam 0/0.5/1 the worst interior difference was 2.9e-5 (0.007/255), so 5e-5, a fiftieth
+    of an 8-bit level, separates rounding from any real difference in the method.
 
     On the LR border it pads the 3x3 guidance by repeating the edge, where the authors'
     code (dpid.m lines 90-110, main.cu calcAverage) leaves the missing neighbours out and
@@ -113,7 +116,7 @@ def test_dpid_matches_the_independent_rust_implementation(size: tuple[int, int])
     for lam in (0.0, 0.5, 1.0):
         ours = dpid.dpid(pixels, *size, lam=lam)
         theirs = pepedpid.dpid_resize(pixels, *size, lam)
-        np.testing.assert_allclose(ours[1:-1, 1:-1], theirs[1:-1, 1:-1], atol=1e-5)
+        np.testing.assert_allclose(ours[1:-1, 1:-1], theirs[1:-1, 1:-1], atol=5e-5)
 
 
 # --- perceptual ----------------------------------------------------------------------------
@@ -179,7 +182,7 @@ def test_l0_at_lambda_0_is_the_least_squares_downscale() -> None:
 def test_l0_larger_lambda_leaves_fewer_non_zero_gradients() -> None:
     planes = l0.mirrored(_photo(96, 96))
     counts = [l0.nonzero_gradients(l0.l0_periodic(planes, 4, lam, 2.0)) for lam in (0.0, 2e-4, 2e-3, 2e-2)]
-    assert all(a > b for a, b in zip(counts, counts[1:])) and counts[-1] < 0.8 * counts[0]
+    assert all(a > b for a, b in itertools.pairwise(counts)) and counts[-1] < 0.8 * counts[0]
 
 
 @pytest.mark.parametrize("scale", [2, 4])
@@ -197,10 +200,14 @@ def _global_minimum(high: np.ndarray, scale: int, lam: float) -> float:
     """Exact min of E on a tiny periodic image: every support of non-zero gradients, each an LS."""
     n = high.shape[1] // scale
     ops = l0.Operators(n, n, scale)
-    eye = np.eye(n * n, dtype=np.float32)
-    up = np.stack([ops.up(eye[i].reshape(1, n, n)).ravel() for i in range(n * n)], axis=1).astype(np.float64)
-    shift = lambda dy, dx: np.roll(np.eye(n * n).reshape(n * n, n, n), (-dy, -dx), axis=(1, 2)).reshape(n * n, n * n)
-    dx, dy = shift(0, 1).T - np.eye(n * n), shift(1, 0).T - np.eye(n * n)
+    units = np.eye(n * n, dtype=np.float32).reshape(n * n, 1, n, n)
+    up = np.stack([ops.up(unit).ravel() for unit in units], axis=1).astype(np.float64)
+    eye = np.eye(n * n)
+
+    def difference(axis: int) -> np.ndarray:  # periodic forward difference as a matrix
+        return np.roll(eye.reshape(n * n, n, n), -1, axis=axis).reshape(n * n, n * n).T - eye
+
+    dx, dy = difference(2), difference(1)
     best = np.inf
     for support in itertools.product([False, True], repeat=n * n):
         zero = [p for p in range(n * n) if not support[p]]
