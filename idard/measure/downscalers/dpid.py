@@ -59,21 +59,28 @@ def footprints(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(index, n_in - 1), weight
 
 
+def _weighted_sum(patches: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Sum over each footprint of weight x pixel: (oH, Ky, oW, Kx, C), (oH, Ky, oW, Kx) -> (oH, oW, C)."""
+    return np.einsum("ykxlc,ykxl->yxc", patches, weight, optimize=True)
+
+
 def dpid(pixels: np.ndarray, out_height: int, out_width: int, lam: float = 1.0) -> np.ndarray:
     """DPID of (H, W, C) float pixels to (out_height, out_width, C), any (also non-integer) factor."""
     rows, row_w = footprints(pixels.shape[0], out_height)
     cols, col_w = footprints(pixels.shape[1], out_width)
-    # (oH, Ky, oW, Kx, C): every footprint's pixels, gathered at once.
-    patches = pixels[rows[:, :, None, None], cols[None, None, :, :]].astype(np.float64)
-    area = row_w[:, :, None, None] * col_w[None, None, :, :]
+    # (oH, Ky, oW, Kx, C): every footprint's pixels, gathered at once; float32 keeps a large
+    # image's copy small, and sums of a few dozen terms lose nothing an 8-bit LR could show.
+    patches = pixels[rows[:, :, None, None], cols[None, None, :, :]].astype(np.float32)
+    area = (row_w[:, :, None, None] * col_w[None, None, :, :]).astype(np.float32)
 
-    average = np.einsum("ykxlc,ykxl->yxc", patches, area) / area.sum(axis=(1, 3))[:, :, None]
+    average = _weighted_sum(patches, area) / area.sum(axis=(1, 3))[:, :, None]
     ones = np.ones(average.shape[:2])
     norm = ndimage.convolve(ones, _GUIDANCE_KERNEL, mode="constant")
     guidance = np.stack(
         [ndimage.convolve(average[:, :, c], _GUIDANCE_KERNEL, mode="constant") for c in range(average.shape[2])],
         axis=2,
     ) / norm[:, :, None]
+    guidance = guidance.astype(np.float32)
 
     if lam == 0:
         weight = area
@@ -81,7 +88,7 @@ def dpid(pixels: np.ndarray, out_height: int, out_width: int, lam: float = 1.0) 
         distance = np.linalg.norm(patches - guidance[:, None, :, None, :], axis=-1) / np.sqrt(pixels.shape[2])
         weight = area * distance**lam
     total = weight.sum(axis=(1, 3))
-    weighted = np.einsum("ykxlc,ykxl->yxc", patches, weight)
+    weighted = _weighted_sum(patches, weight)
     safe = np.where(total > 0, total, 1.0)[:, :, None]
     return np.where(total[:, :, None] > 0, weighted / safe, guidance).astype(np.float32)
 
