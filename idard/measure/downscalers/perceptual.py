@@ -5,7 +5,8 @@ the HR region it covers. SSIM of an HR region against an LR patch (each LR pixel
 for its s x s HR block) needs only the block means L and the block second moments L2 of
 the HR image, so per patch the optimum is closed-form: keep the HR mean, rescale the
 patch's deviations by the HR-to-LR standard-deviation ratio. Every LR pixel lies in np
-overlapping patches, and D averages their solutions. The paper's Algorithm 1:
+overlapping patches, and D averages their solutions. The paper's Algorithm 1 (read as
+quoted line by line in public ports; the paper's PDF was not reachable from here):
 
     L  = box_s(H)  sampled every s      L2 = box_s(H^2) sampled every s     (block moments)
     M  = valid(L)                       local means over the patches
@@ -18,8 +19,10 @@ overlapping patches, and D averages their solutions. The paper's Algorithm 1:
 patch); ``full`` sums, at each LR pixel, the values of every patch that contains it, which
 brings the LR size back. Public Python ports use same-size filters for both and so mix up
 patch and pixel indices; this module keeps the two apart. Each RGB channel is solved on
-its own, as in the paper. Defaults: np = 2 x 2 (``patch=2``), the paper's recommended patch
-size, and eps = 1e-6, the threshold of the ports that cite the paper.
+its own. The per-patch optimum R = sqrt(Sh/Sl) maximises SSIM without its stabilising
+constants (with them, flat patches would want a smaller R). Defaults: np = 2 x 2
+(``patch=2``), the patch size the ports citing the paper give as recommended, and
+eps = 1e-6, their threshold.
 """
 
 from __future__ import annotations
