@@ -12,3 +12,8 @@ class LPIPSWeightsUnavailable(RuntimeError):
 
 class LPIPSWeightsInvalid(RuntimeError):
     """A weights source was found but its content is not what it should be."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGTERM, handled as SIGINT's KeyboardInterrupt is: records written
+    so far are kept."""
