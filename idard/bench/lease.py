@@ -112,6 +112,7 @@ class RunLease:
         self.started = _now()
         self.held = False
         self.lost: str | None = None
+        self._made_folder: str | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
@@ -162,6 +163,9 @@ class RunLease:
             if current is not None and current.get("token") == self.token:
                 with contextlib.suppress(OSError):
                     self._delete(self.path)
+            if self._made_folder is not None:
+                with contextlib.suppress(OSError):  # not empty: the run wrote something
+                    os.rmdir(self._made_folder)
         self.held = False
 
     def check(self) -> None:
@@ -189,7 +193,10 @@ class RunLease:
             time.sleep(self.settle)
             after = self._read()
             return after is not None and after.get("token") == self.token
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        folder = os.path.dirname(self.path)
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+            self._made_folder = folder  # removed again on release if nothing else was written
         if current is None:
             return self._create_exclusive(self.path, self._document())
         return self._take_over(current)

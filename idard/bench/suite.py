@@ -145,7 +145,7 @@ def _plugins(raw: Any, registry: Registry, path: str, key: str, base: Path) -> t
         try:
             name, params = _spec_params(spec)
             instance = registry.create({"name": name, **_resolve_paths(params, base)})
-        except SpecError as exc:
+        except (SpecError, ValueError) as exc:  # ValueError: a plug-in's own check of its values
             raise _fail(path, where, str(exc)) from None
         if instance.id in ids:
             raise _fail(path, where, f"{instance.id} is listed twice")
