@@ -88,15 +88,33 @@ def store_state(out: Path, expected_keys: int) -> dict:
     }
 
 
-def chaos(kills: int, images: int, size: int, samples: int, max_delay: float, seed: int, work: Path) -> dict:
+def wait_for_new_part(process: subprocess.Popen, out: Path, parts_before: int, timeout: float) -> float:
+    """Seconds until the run flushed its first part (or ended, or ``timeout`` passed)."""
+    from idard.bench.store import RecordStore
+
+    started = time.monotonic()
+    while process.poll() is None and time.monotonic() - started < timeout:
+        if len(RecordStore(out).parts()) > parts_before:
+            break
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def chaos(kills: int, images: int, size: int, samples: int, max_delay: float, seed: int, work: Path,
+          after_first_record: bool = False) -> dict:
+    """``after_first_record``: the random delay counts from the round's first flushed part,
+    so every kill lands while records are computed and written (on a loaded machine a
+    run's start alone can outlast any fixed delay)."""
     rng = random.Random(seed)
     suite, expected = write_suite(work, images, size, samples)
     out, log = work / "run", work / "runs.log"
     rounds = []
     for k in range(kills):
-        before = store_state(out, expected)["records"]
+        state_before = store_state(out, expected)
+        before = state_before["records"]
         delay = rng.uniform(0.0, max_delay)
         process = start_run(suite, out, log)
+        waited = wait_for_new_part(process, out, state_before["parts"], 1800) if after_first_record else 0.0
         time.sleep(delay)
         alive = process.poll() is None
         if alive:
@@ -104,10 +122,12 @@ def chaos(kills: int, images: int, size: int, samples: int, max_delay: float, se
         code = process.wait()
         reap(process)
         state = store_state(out, expected)
-        rounds.append({"round": k + 1, "delay_s": round(delay, 2), "killed": alive, "exit_code": code,
+        rounds.append({"round": k + 1, "delay_s": round(delay, 2), "first_part_s": round(waited, 1),
+                       "killed": alive, "exit_code": code,
                        "records_before": before, "records_after": state["records"],
                        "duplicate_keys": state["duplicate_keys"]})
-        print(f"kill {k + 1}/{kills}: after {delay:.1f} s, {'killed' if alive else f'had exited ({code})'}, "
+        print(f"kill {k + 1}/{kills}: {delay:.1f} s after {'its first part' if after_first_record else 'start'}, "
+              f"{'killed' if alive else f'had exited ({code})'}, "
               f"records {before} -> {state['records']} of {expected}", flush=True)
     final = start_run(suite, out, log)
     code = final.wait(timeout=3600)
@@ -116,7 +136,7 @@ def chaos(kills: int, images: int, size: int, samples: int, max_delay: float, se
     return {"kills": sum(r["killed"] for r in rounds), "rounds": rounds, "final_exit_code": code,
             "expected_keys": expected, **state, "lease_left": (out / "lease.json").exists(),
             "images": images, "crop": size, "samples": samples, "downscalers": list(DOWNSCALERS),
-            "max_delay_s": max_delay, "seed": seed}
+            "max_delay_s": max_delay, "seed": seed, "after_first_record": after_first_record}
 
 
 def write_results(result: dict, name: str = "chaos_kill") -> list[Path]:
@@ -129,16 +149,18 @@ def write_results(result: dict, name: str = "chaos_kill") -> list[Path]:
         "# Driver SIGKILLs at random instants", "",
         f"`{meta['command']}` on {meta['machine']}.", "",
         f"{result['kills']} SIGKILLs of the driver of `idard-bench run` at uniform random delays in "
-        f"[0, {result['max_delay_s']:.0f}] s after its start ({result['images']} crops of {result['crop']} px, "
+        f"[0, {result['max_delay_s']:.0f}] s after "
+        f"{'its first flushed part' if result.get('after_first_record') else 'its start'} ({result['images']} crops of {result['crop']} px, "
         f"{len(result['downscalers'])} downscalers, {result['samples']} seeds: {result['expected_keys']} keys), "
         "then one run to the end:", "",
         "| lost keys | duplicate keys | unreadable parts | records | final exit code | lease left |",
         "|---:|---:|---:|---:|---:|---|",
         f"| {result['lost']} | {result['duplicate_keys']} | {result['unreadable_parts']} | {result['records']} | "
         f"{result['final_exit_code']} | {result['lease_left']} |", "",
-        "| round | delay (s) | killed | records before | after |", "|---:|---:|---|---:|---:|",
-        *[f"| {r['round']} | {r['delay_s']} | {r['killed']} | {r['records_before']} | {r['records_after']} |"
-          for r in result["rounds"]],
+        "| round | delay (s) | first part after (s) | killed | records before | after |",
+        "|---:|---:|---:|---|---:|---:|",
+        *[f"| {r['round']} | {r['delay_s']} | {r.get('first_part_s', '')} | {r['killed']} | {r['records_before']} "
+          f"| {r['records_after']} |" for r in result["rounds"]],
     ]
     md_path = RESULTS / f"{name}.md"
     md_path.write_text("\n".join(lines) + "\n")
@@ -153,13 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--max-delay", type=float, default=40.0, help="kill at a uniform delay in [0, this] s")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--after-first-record", action="store_true",
+                        help="count the delay from the round's first flushed part (kills land mid-computation)")
+    parser.add_argument("--name", default="chaos_kill", help="results file name under benchmark/results")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write benchmark/results")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="idard-chaos-") as tmp:
-        result = chaos(args.kills, args.images, args.size, args.samples, args.max_delay, args.seed, Path(tmp))
+        result = chaos(args.kills, args.images, args.size, args.samples, args.max_delay, args.seed, Path(tmp),
+                       after_first_record=args.after_first_record)
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=1))
     if not args.no_write:
-        print("wrote", ", ".join(map(str, write_results(result))))
+        print("wrote", ", ".join(map(str, write_results(result, args.name))))
     sound = result["lost"] == 0 and result["duplicate_keys"] == 0 and result["unreadable_parts"] == 0
     return 0 if sound and result["final_exit_code"] == 0 else 1
 

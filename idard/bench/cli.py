@@ -193,7 +193,7 @@ def _interruptible() -> Iterator[None]:
     line says so, exit 130 (SIGINT) or 143 (SIGTERM)."""
     import signal
 
-    from idard.measure.errors import RunInterrupted
+    from idard.measure.errors import RunInterrupted, WorkersLost
 
     def terminate(signum: int, frame: object) -> None:  # until Ray starts (the runner takes over)
         raise RunInterrupted()
@@ -201,6 +201,9 @@ def _interruptible() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
+    except WorkersLost as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
         name = "SIGTERM" if isinstance(exc, RunInterrupted) else "SIGINT"
         err_console.print(f"interrupted by {name}: every record written so far is kept; run the same command "
@@ -345,6 +348,10 @@ def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
         target = _out(out, suite.name)
         plan, table = suite_status(suite, target)
         _tell_status_problems(target)
+        from idard.bench.jobs import plan_notes
+
+        for line in plan_notes(plan):
+            err_console.print(line, highlight=False, soft_wrap=True)
         shown = Table(title=f"{suite.name} in {target}: {plan.done_tasks}/{plan.total_tasks} records done",
                       title_justify="left")
         for column in ("model", "downscaler", "done", "missing", "errors", "nonfinite"):

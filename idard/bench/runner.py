@@ -46,7 +46,7 @@ import polars as pl
 from idard.bench.plan import Plan, WorkUnit
 from idard.bench.progress import RunProgress
 from idard.bench.store import RecordStore
-from idard.measure.errors import RunInterrupted
+from idard.measure.errors import RunInterrupted, WorkersLost
 from idard.measure.records import RECORD_SCHEMA
 from idard.measure.models import MODELS
 
@@ -342,7 +342,7 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
                 pool.load[index] += 1
             if not in_flight and queue and not pool.any_alive():  # every actor is down
                 if time.monotonic() - pool.last_alive > options.restart_wait_s:
-                    raise RuntimeError(f"all {len(actors)} worker(s) were lost and none came back within "
+                    raise WorkersLost(f"all {len(actors)} worker(s) were lost and none came back within "
                                        f"{options.restart_wait_s:.0f} s; the records written so far are kept")
             waiting = [*in_flight, *pool.probes]
             if not waiting:

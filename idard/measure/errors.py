@@ -17,3 +17,7 @@ class LPIPSWeightsInvalid(RuntimeError):
 class RunInterrupted(KeyboardInterrupt):
     """A run stopped by SIGTERM, handled as SIGINT's KeyboardInterrupt is: records written
     so far are kept."""
+
+
+class WorkersLost(RuntimeError):
+    """Every worker of a run was lost and none came back in time; records so far are kept."""
