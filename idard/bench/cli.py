@@ -322,7 +322,6 @@ def report(
     import polars as pl
 
     from idard.bench.reduce import scan_records
-
     from idard.bench.store import RecordStore, skipped_part_notes
 
     with user_errors():
@@ -341,15 +340,13 @@ def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
     """What is done and what is missing for a suite in a run directory."""
     from rich.table import Table
 
-    from idard.bench.jobs import suite_status
+    from idard.bench.jobs import plan_notes, suite_status
 
     with user_errors():
         suite = _suite(suite_path)
         target = _out(out, suite.name)
         plan, table = suite_status(suite, target)
         _tell_status_problems(target)
-        from idard.bench.jobs import plan_notes
-
         for line in plan_notes(plan):
             err_console.print(line, highlight=False, soft_wrap=True)
         shown = Table(title=f"{suite.name} in {target}: {plan.done_tasks}/{plan.total_tasks} records done",

@@ -17,10 +17,10 @@ from rich.console import Console
 
 import idard
 from idard import __version__
+from idard.bench.lease import RunLease
 from idard.bench.plan import Plan, make_plan
 from idard.bench.progress import RunProgress
 from idard.bench.runner import RunOptions, RunResult, execute
-from idard.bench.lease import RunLease
 from idard.bench.store import RecordStore, without_duplicates
 from idard.bench.suite import Suite, SuiteError, suite_document
 
@@ -106,9 +106,8 @@ SUITE_COPY_HEADER = "# written by idard-bench run: the suite of this run directo
 def suite_copy_name(store: RecordStore, suite: Suite) -> str:
     """``suite.yaml``, unless a file of that name there is not idard's copy (e.g. ``--out``
     is the suite's own folder): the user's file is never overwritten."""
-    if Path(suite.path).name == SUITE_COPY and not store.remote:
-        if Path(suite.path).resolve() == Path(store._root) / SUITE_COPY:
-            return "suite.run.yaml"
+    if not store.remote and Path(suite.path).resolve() == Path(store._root) / SUITE_COPY:
+        return "suite.run.yaml"
     try:
         head = store.read_bytes(SUITE_COPY)[: len(SUITE_COPY_HEADER)].decode(errors="replace")
     except FileNotFoundError:

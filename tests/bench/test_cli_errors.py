@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from idard.bench.cli import app
 from idard.bench.store import RecordStore
 from idard.measure.records import RECORD_SCHEMA
-from tests.bench.conftest import write_crops, write_suite
+from tests.bench.conftest import write_suite
 
 runner = CliRunner()  # its output holds stdout and stderr
 REPO = Path(__file__).resolve().parents[2]

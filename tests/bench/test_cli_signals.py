@@ -15,6 +15,7 @@ from idard.bench.lease import LEASE_NAME
 from idard.bench.store import RecordStore
 from tests.bench.conftest import write_crops, write_suite
 
+ray = pytest.importorskip("ray")  # puts its bundled psutil on the path
 psutil = pytest.importorskip("psutil")
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
