@@ -38,12 +38,14 @@ class UsageError(Exception):
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn expected input errors into a one-line message and exit code 2, no traceback."""
+    from idard.bench.lease import LeaseHeld, LeaseLost
+    from idard.bench.store import StoreWriteError
     from idard.measure.errors import LPIPSWeightsInvalid, LPIPSWeightsUnavailable
 
     try:
         yield
     except (UsageError, FileNotFoundError, ValueError,  # ValueError: ImageError, SpecError, bad values
-            LPIPSWeightsInvalid, LPIPSWeightsUnavailable) as exc:
+            LPIPSWeightsInvalid, LPIPSWeightsUnavailable, LeaseHeld, LeaseLost, StoreWriteError) as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
@@ -180,7 +182,35 @@ def _suite(path: Path | None):
 
 
 def _out(out: str | None, name: str) -> str:
-    return out if out is not None else str(Path("runs") / name)
+    from idard.bench.suite import run_dir_name
+
+    return out if out is not None else str(Path("runs") / run_dir_name(name))
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM end a run the same way: records written so far are kept, one
+    line says so, exit 130 (SIGINT) or 143 (SIGTERM)."""
+    import signal
+
+    from idard.measure.errors import RunInterrupted, WorkersLost
+
+    def terminate(signum: int, frame: object) -> None:  # until Ray starts (the runner takes over)
+        raise RunInterrupted()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except WorkersLost as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt as exc:
+        name = "SIGTERM" if isinstance(exc, RunInterrupted) else "SIGINT"
+        err_console.print(f"interrupted by {name}: every record written so far is kept; run the same command "
+                          "again to compute the rest", highlight=False, soft_wrap=True)
+        raise typer.Exit(143 if name == "SIGTERM" else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 IncludeUnconverged = Annotated[bool, typer.Option(
@@ -212,10 +242,10 @@ def run(
     so an interrupted run continues where it stopped and a grown suite computes only its
     new keys.
     """
-    from idard.bench.jobs import run_suite
-    from idard.bench.runner import RunOptions
+    from idard.bench.lease import RunLease
+    from idard.bench.store import RecordStore
 
-    with user_errors():
+    with user_errors(), _interruptible():
         if cluster is not None:  # the suite is validated on the head, where its files are
             from idard.bench.cluster import run_on_cluster
             from idard.bench.jobs import default_suite
@@ -226,13 +256,20 @@ def run(
             extra = [f"--bootstrap={bootstrap}"] + ([f"--baseline={baseline}"] if baseline else []) + (
                 ["--include-unconverged"] if include_unconverged else [])
             raise typer.Exit(run_on_cluster(cluster, path, target, extra, console=console))
-        suite = _suite(suite_path)
-        target = _out(out, suite.name)
-        options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
-                             use_gpus=gpu, flush_records=flush_records, verbose=verbose)
-        summary = run_suite(suite, target, options, console)
-        _print_report(summary.records, target, baseline if baseline else _default_baseline(suite), bootstrap,
-                      include_unconverged)
+        # With --out known, the lease comes first: a second run on a busy directory stops
+        # in a second, before loading torch and the suite's models.
+        lease = RunLease(RecordStore(out)) if out is not None else None
+        with lease.hold() if lease is not None else contextlib.nullcontext():
+            from idard.bench.jobs import run_suite
+            from idard.bench.runner import RunOptions
+
+            suite = _suite(suite_path)
+            target = _out(out, suite.name)
+            options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                                 use_gpus=gpu, flush_records=flush_records, verbose=verbose)
+            summary = run_suite(suite, target, options, console, lease=lease)
+            _print_report(summary.records, target, baseline if baseline else _default_baseline(suite), bootstrap,
+                          include_unconverged)
         if summary.result is not None:
             r = summary.result
             console.print(f"computed {r.computed_tasks} records in {r.seconds:.0f} s "
@@ -251,7 +288,12 @@ def _print_report(records, out: str, baseline: str | None, bootstrap: int, inclu
 
     from idard.bench.reduce import build_report
     from idard.bench.report import rich_paired_table, rich_table, write_reports
+    from idard.bench.store import without_duplicates
 
+    records, extra = without_duplicates(records)
+    if extra:
+        err_console.print(f"warning: {out} holds {extra} extra cop{'y' if extra == 1 else 'ies'} of record keys "
+                          "(two runs wrote into it at once?); each key is counted once", highlight=False)
     report = build_report(records, baseline=baseline, n_boot=bootstrap, include_unconverged=include_unconverged)
     written = write_reports(report.table, out, report.paired, unconverged_in_mean=report.include_unconverged)
     console.print(rich_table(report.table, unconverged_in_mean=report.include_unconverged))
@@ -280,9 +322,13 @@ def report(
     import polars as pl
 
     from idard.bench.reduce import scan_records
+    from idard.bench.store import RecordStore, skipped_part_notes
 
     with user_errors():
-        records = scan_records(run_dir)  # FileNotFoundError naming the directory when empty
+        store = RecordStore(run_dir)
+        records = scan_records(store)  # FileNotFoundError naming the directory when empty
+        for line in skipped_part_notes(store):
+            err_console.print(line, highlight=False, soft_wrap=True)
         if baseline is None:
             has_bicubic = records.filter(pl.col("downscaler") == "bicubic").head(1).collect().height > 0
             baseline = "bicubic" if has_bicubic else None
@@ -294,12 +340,15 @@ def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
     """What is done and what is missing for a suite in a run directory."""
     from rich.table import Table
 
-    from idard.bench.jobs import suite_status
+    from idard.bench.jobs import plan_notes, suite_status
 
     with user_errors():
         suite = _suite(suite_path)
         target = _out(out, suite.name)
         plan, table = suite_status(suite, target)
+        _tell_status_problems(target)
+        for line in plan_notes(plan):
+            err_console.print(line, highlight=False, soft_wrap=True)
         shown = Table(title=f"{suite.name} in {target}: {plan.done_tasks}/{plan.total_tasks} records done",
                       title_justify="left")
         for column in ("model", "downscaler", "done", "missing", "errors", "nonfinite"):
@@ -307,6 +356,19 @@ def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
         for row in table.select("model", "downscaler", "done", "missing", "errors", "nonfinite").iter_rows():
             shown.add_row(*map(str, row))
         console.print(shown)
+
+
+def _tell_status_problems(target: str) -> None:
+    """Unreadable parts and keys held twice, said before the table that leaves them out."""
+    from idard.bench.store import RecordStore, skipped_part_notes
+
+    store = RecordStore(target)
+    dupes = store.duplicate_keys()
+    for line in skipped_part_notes(store):
+        err_console.print(line, highlight=False, soft_wrap=True)
+    if dupes.height:
+        err_console.print(f"warning: {target} holds {dupes.height} record key(s) more than once (two runs wrote "
+                          "into it at once?); each is counted once below", highlight=False)
 
 
 @app.command()

@@ -17,11 +17,12 @@ from rich.console import Console
 
 import idard
 from idard import __version__
+from idard.bench.lease import RunLease
 from idard.bench.plan import Plan, make_plan
 from idard.bench.progress import RunProgress
 from idard.bench.runner import RunOptions, RunResult, execute
-from idard.bench.store import RecordStore
-from idard.bench.suite import Suite, SuiteError
+from idard.bench.store import RecordStore, without_duplicates
+from idard.bench.suite import Suite, SuiteError, suite_document
 
 QUICKSTART = "benchmark/quickstart.yaml"
 
@@ -50,14 +51,35 @@ class RunSummary:
     records: pl.LazyFrame  # the suite's records, all of them, after the run
 
 
-def run_suite(suite: Suite, out: str | Path, options: RunOptions, console: Console) -> RunSummary:
-    """Compute what ``out`` lacks of ``suite``; everything already there is kept as is."""
+def run_suite(suite: Suite, out: str | Path, options: RunOptions, console: Console,
+              lease: RunLease | None = None) -> RunSummary:
+    """Compute what ``out`` lacks of ``suite``; everything already there is kept as is.
+
+    The run holds the run directory's lease from before it plans until its last write, so
+    a second run on the same directory stops at once, naming this one. A caller that took
+    the lease already (the CLI, before its slow imports) passes it as ``lease``.
+    """
+    if lease is not None and lease.held:
+        return _run_holding_lease(suite, lease.store, options, console)
     store = RecordStore(out)
+    with RunLease(store).hold():
+        return _run_holding_lease(suite, store, options, console)
+
+
+def _run_holding_lease(suite: Suite, store: RecordStore, options: RunOptions, console: Console) -> RunSummary:
+    for path, why in store.quarantine():
+        console.print(f"moved unreadable part to {path} ({why}); its keys are computed again", highlight=False)
     removed = store.remove_partials()
     if removed:
         console.print(f"removed {removed} partial file(s) left by an interrupted run", highlight=False)
     plan = make_plan(suite, store)
-    store.write_text("suite.yaml", yaml.safe_dump(suite.to_dict(), sort_keys=False))
+    for line in plan_notes(plan):
+        console.print(line, highlight=False)
+    copy = suite_copy_name(store, suite)
+    store.write_text(copy, SUITE_COPY_HEADER + yaml.safe_dump(suite_document(suite), sort_keys=False))
+    if copy != SUITE_COPY:
+        console.print(f"{store.run_dir}/{SUITE_COPY} is not a copy written by idard (the suite itself?): "
+                      f"left as is; the run's copy of the suite is {copy}", highlight=False)
     result = None
     if plan.units:
         result = execute(plan, store, options, RunProgress(console))
@@ -76,12 +98,36 @@ def run_suite(suite: Suite, out: str | Path, options: RunOptions, console: Conso
     return RunSummary(plan, result, suite_records(store, suite, [ref.name for ref in plan.images]))
 
 
+#: The run directory's copy of its suite, loadable with ``--suite`` (it names absolute paths).
+SUITE_COPY = "suite.yaml"
+SUITE_COPY_HEADER = "# written by idard-bench run: the suite of this run directory (loadable with --suite)\n"
+
+
+def suite_copy_name(store: RecordStore, suite: Suite) -> str:
+    """``suite.yaml``, unless a file of that name there is not idard's copy (e.g. ``--out``
+    is the suite's own folder): the user's file is never overwritten."""
+    if not store.remote and Path(suite.path).resolve() == Path(store._root) / SUITE_COPY:
+        return "suite.run.yaml"
+    try:
+        head = store.read_bytes(SUITE_COPY)[: len(SUITE_COPY_HEADER)].decode(errors="replace")
+    except FileNotFoundError:
+        return SUITE_COPY
+    return SUITE_COPY if head == SUITE_COPY_HEADER else "suite.run.yaml"
+
+
+def plan_notes(plan: Plan) -> list[str]:
+    """What the user should know about a plan's images: entries skipped, and why."""
+    return [f"skipped {count} entr{'y' if count == 1 else 'ies'} of the image sources: {why} (e.g. {example})"
+            for why, (count, example) in sorted(plan.skipped.items())]
+
+
 def suite_status(suite: Suite, out: str | Path) -> tuple[Plan, pl.DataFrame]:
     """Done and missing records per (model, downscaler) for a suite and a run dir."""
     store = RecordStore(out)
     plan = make_plan(suite, store)
+    records, _ = without_duplicates(suite_records(store, suite, [ref.name for ref in plan.images]))
     held = (
-        suite_records(store, suite, [ref.name for ref in plan.images])
+        records
         .group_by("model", "downscaler")
         .agg(done=pl.len(), errors=pl.col("error").is_not_null().sum(), nonfinite=(~pl.col("finite")).sum())
         .collect()
@@ -92,8 +138,8 @@ def suite_status(suite: Suite, out: str | Path) -> tuple[Plan, pl.DataFrame]:
     )
     table = (
         grid.join(held, on=["model", "downscaler"], how="left")
-        .with_columns(pl.col("done", "errors", "nonfinite").fill_null(0))
-        .with_columns(missing=per_pair - pl.col("done"))
+        .with_columns(pl.col("done", "errors", "nonfinite").fill_null(0).cast(pl.Int64))
+        .with_columns(missing=(pl.lit(per_pair, dtype=pl.Int64) - pl.col("done")).clip(lower_bound=0))
     )
     return plan, table
 

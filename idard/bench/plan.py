@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import polars as pl
 
-from idard.bench.sources import ImageRef, list_images
+from idard.bench.sources import ImageRef, scan_sources
 from idard.bench.store import RecordStore
 from idard.bench.suite import Suite
 from idard.measure.records import KEY_COLUMNS
@@ -63,6 +63,7 @@ class Plan:
     units: list[WorkUnit]
     total_tasks: int  # keys the suite defines
     done_tasks: int  # of those, already in the store
+    skipped: dict[str, tuple[int, str]] = dataclasses.field(default_factory=dict)  # sources' entries left out
 
     @property
     def todo_tasks(self) -> int:
@@ -122,7 +123,10 @@ def make_plan(suite: Suite, store: RecordStore, images: list[ImageRef] | None = 
     """Expand ``suite`` and subtract ``store``: the work left to do."""
     from pathlib import Path
 
-    images = images if images is not None else list_images(list(suite.images), Path(suite.base_dir))
+    skipped: dict[str, tuple[int, str]] = {}
+    if images is None:
+        listing = scan_sources(list(suite.images), Path(suite.base_dir))
+        images, skipped = listing.refs, listing.skipped
     check_weights(suite, store)
     keys = _all_keys(suite, images)
     held = store.scan().select(KEY_COLUMNS)
@@ -132,4 +136,5 @@ def make_plan(suite: Suite, store: RecordStore, images: list[ImageRef] | None = 
     todo = todo.sort(pl.col("image").replace_strict(order, return_dtype=pl.Int64), maintain_order=True)
     total = len(images) * len(suite.downscalers) * len(suite.models) * len(suite.metrics) * len(suite.seeds)
     units = list(_units(todo, {ref.name: ref for ref in images}))
-    return Plan(suite=suite, images=images, units=units, total_tasks=total, done_tasks=total - todo.height)
+    return Plan(suite=suite, images=images, units=units, total_tasks=total, done_tasks=total - todo.height,
+                skipped=skipped)

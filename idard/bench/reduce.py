@@ -53,7 +53,7 @@ class Report:
     include_unconverged: bool = False
 
 
-def scan_records(run_dir: str | Path) -> pl.LazyFrame:
+def scan_records(run_dir: str | Path | RecordStore) -> pl.LazyFrame:
     """All records of ``run_dir`` (a directory or object-store URI), as a lazy scan.
 
     Every column of the store is available (``error``, provenance...), but nothing is read
@@ -61,7 +61,7 @@ def scan_records(run_dir: str | Path) -> pl.LazyFrame:
     `FileNotFoundError` naming the directory when it holds no complete part, since an empty
     table would otherwise look like a run whose every sample failed.
     """
-    store = RecordStore(run_dir)
+    store = run_dir if isinstance(run_dir, RecordStore) else RecordStore(run_dir)
     parts = store.parts()
     if not parts:
         raise FileNotFoundError(f"{run_dir}: no records (no {PART_GLOB} under {store.records_dir})")

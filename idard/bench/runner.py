@@ -13,8 +13,17 @@ Failures:
 * A worker process or node dies: Ray restarts the actor (``max_restarts``) where resources
   allow; its in-flight units fail with an actor error and the driver resubmits them to the
   workers that are alive (up to ``max_unit_attempts``), and takes the restarted actor back
-  once it answers again. Every key is still written exactly once: a unit's records are
-  written only when its result arrives, and each unit's result is accepted once.
+  once it answers again. The driver keeps asking a lost actor until it answers (a probe
+  sent while Ray is still restarting it fails, and is sent again), so a run with a single
+  worker survives its loss too; only when no worker has answered for
+  ``restart_wait_s`` does the run stop. Every key is still written exactly once: a unit's
+  records are written only when its result arrives, and each unit's result is accepted
+  once.
+* A setup error raised on a worker (weights that vanished after planning) is not an
+  image's fault: the run stops with that error's one-line message, keeping every record
+  written, instead of writing error records that a later run would never recompute.
+* SIGTERM stops a run as SIGINT does: the driver finishes its loop step, flushes, stops
+  its workers and raises `RunInterrupted`.
 * The driver dies: at most the unflushed records are lost; the next run's plan subtracts
   what the store holds and computes the rest.
 """
@@ -22,10 +31,14 @@ Failures:
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -33,6 +46,7 @@ import polars as pl
 from idard.bench.plan import Plan, WorkUnit
 from idard.bench.progress import RunProgress
 from idard.bench.store import RecordStore
+from idard.measure.errors import RunInterrupted, WorkersLost
 from idard.measure.records import RECORD_SCHEMA
 from idard.measure.models import MODELS
 
@@ -49,7 +63,18 @@ class RunOptions:
     flush_records: int = 2000
     flush_seconds: float = 15.0
     max_unit_attempts: int = 3
+    restart_wait_s: float = 600.0  # every worker lost: how long to wait for one to come back
     verbose: bool = False
+
+
+def _setup_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a run's setup (its weights), not of one image: they stop the run."""
+    from idard.measure.errors import LPIPSWeightsInvalid, LPIPSWeightsUnavailable
+    from idard.measure.models.pulse.generators import GeneratorWeightsError
+    from idard.measure.models.srflow.checkpoint import SRFlowWeightsError
+    from idard.measure.weights import WeightsNotFound
+
+    return (SRFlowWeightsError, GeneratorWeightsError, WeightsNotFound, LPIPSWeightsInvalid, LPIPSWeightsUnavailable)
 
 
 @dataclasses.dataclass
@@ -164,11 +189,68 @@ def _init_ray(options: RunOptions) -> None:
     if options.address:
         ray.init(address=options.address, **common)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **common)
+        with _loopback_only():
+            # address="local": always a new cluster of this run's own, never one that
+            # another user happened to `ray start` on this machine
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **common)
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """A local Ray cluster that listens on 127.0.0.1 only.
+
+    Ray takes a new node's IP from ``get_node_ip_address``, which answers the loopback
+    address when ``ray_constants.ENABLE_RAY_CLUSTER`` is off (what Ray does on macOS and
+    Windows: one machine, no firewall prompts); its GCS, raylet, object manager and
+    worker servers then bind to that address instead of an outside interface. Nothing of
+    a single-machine run needs to be reachable from elsewhere. Restored once started.
+    """
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+class _TermSignal:
+    """Turns SIGTERM into a flag the driver loop checks between steps.
+
+    Ray's own SIGTERM handler calls ``sys.exit`` wherever the driver is, often inside
+    Ray's C++ (``ray.wait``), which then aborts (exit -6, a stack dump) before anything
+    is flushed. Checked in the loop, SIGTERM stops the run as cleanly as SIGINT.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous: Any = None
+        self.installed = False
+
+    def __enter__(self) -> _TermSignal:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise RunInterrupted()
 
 
 class _Pool:
     """Actors, their in-flight units, and the ones lost to a failure until they return."""
+
+    #: Seconds between probes of an actor whose last probe failed (Ray was restarting it).
+    REPROBE_S = 1.0
 
     def __init__(self, actors: list[Any], per_actor: int) -> None:
         self.actors = actors
@@ -178,7 +260,9 @@ class _Pool:
         # wait for a node to be added, and the run starts on those already up.
         self.alive = [False] * len(actors)
         self.probes: dict[Any, int] = {actor.info.remote(): i for i, actor in enumerate(actors)}
+        self.reprobe: dict[int, float] = {}  # actor -> when to probe it again
         self.infos: dict[int, dict[str, Any]] = {}
+        self.last_alive = time.monotonic()
 
     def free(self) -> int | None:
         candidates = [i for i in range(len(self.actors)) if self.alive[i] and self.load[i] < self.per_actor]
@@ -194,6 +278,25 @@ class _Pool:
         index = self.probes.pop(probe)
         self.alive[index] = True
         self.infos[index] = info
+        self.last_alive = time.monotonic()
+
+    def probe_failed(self, probe: Any) -> None:
+        """A probe failed (the actor was dead or restarting): ask again a little later.
+
+        Giving up here lost a lone worker for good: the probe sent right after its death
+        reaches Ray before the restart, and fails, though the actor comes back.
+        """
+        self.reprobe[self.probes.pop(probe)] = time.monotonic() + self.REPROBE_S
+
+    def send_due_probes(self) -> None:
+        now = time.monotonic()
+        for index, due in list(self.reprobe.items()):
+            if due <= now:
+                del self.reprobe[index]
+                self.probes[self.actors[index].info.remote()] = index
+
+    def any_alive(self) -> bool:
+        return any(self.alive)
 
 
 def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunProgress) -> RunResult:
@@ -226,31 +329,32 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
         writer.add(unit_error_records(unit, error, suite_hash))
         progress.advance(unit.tasks, "driver")
 
+    setup_errors = _setup_errors()
+    term = _TermSignal().__enter__()  # after ray.init, which installs its own handler
     try:
         while queue or in_flight:
+            term.check()
+            pool.send_due_probes()
             while queue and (index := pool.free()) is not None:
                 unit, attempt = queue.popleft()
                 ref = actors[index].run.remote(unit, ray.put(_read(unit)))
                 in_flight[ref] = (unit, attempt, index)
                 pool.load[index] += 1
-            if not in_flight and queue:  # every actor is down: wait for one to come back
-                waiting = list(pool.probes)
-                if not waiting:
-                    raise RuntimeError("all workers are gone and none is restarting")
-                ready, _ = ray.wait(waiting, num_returns=1, timeout=5.0)
-                for probe in ready:
-                    try:
-                        pool.revived(probe, ray.get(probe))
-                    except (RayActorError, ActorUnavailableError):
-                        pool.probes.pop(probe)
+            if not in_flight and queue and not pool.any_alive():  # every actor is down
+                if time.monotonic() - pool.last_alive > options.restart_wait_s:
+                    raise WorkersLost(f"all {len(actors)} worker(s) were lost and none came back within "
+                                       f"{options.restart_wait_s:.0f} s; the records written so far are kept")
+            waiting = [*in_flight, *pool.probes]
+            if not waiting:
+                time.sleep(0.2)  # only re-probes are due: nothing to wait on yet
                 continue
-            ready, _ = ray.wait([*in_flight, *pool.probes], num_returns=1, timeout=1.0)
+            ready, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
             for ref in ready:
                 if ref in pool.probes:
                     try:
                         pool.revived(ref, ray.get(ref))
                     except (RayActorError, ActorUnavailableError):
-                        pool.probes.pop(ref)  # gone for good: the others finish the run
+                        pool.probe_failed(ref)  # dead or restarting: ask again soon
                     continue
                 unit, attempt, index = in_flight.pop(ref)
                 pool.load[index] -= 1
@@ -265,11 +369,15 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
                         give_up(unit, f"gave up after {attempt} attempts: {type(exc).__name__}")
                     continue
                 except RayTaskError as exc:
+                    if isinstance(exc.cause, setup_errors):
+                        raise exc.cause from None  # one line for the user; records so far kept
                     give_up(unit, f"worker error: {exc.cause!r}" if exc.cause else str(exc).splitlines()[0])
                     continue
+                pool.last_alive = time.monotonic()
                 writer.add(frame)
                 progress.advance(unit.tasks, str(frame["worker"][0]) if frame.height else f"worker {index}")
     finally:
+        term.__exit__()
         writer.flush()
         progress.stop()
         for actor in actors:

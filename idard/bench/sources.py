@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import glob
+import os
 import re
 from pathlib import Path, PurePosixPath
 
@@ -74,7 +75,43 @@ def _bundled(which: str) -> list[ImageRef]:
     return [ImageRef(name, str(bundled_path(name))) for name in names]
 
 
-def _local(source: str, base: Path) -> list[ImageRef]:
+#: Why an entry with an image name is not listed (the keys of `Listing.skipped`).
+DANGLING = "a dangling or looping symlink"
+NOT_A_FILE = "not a regular file (a folder, FIFO, socket or device with an image name)"
+SAME_FILE = "the same file as another entry, reached through a symlink (each real file is listed once)"
+
+
+@dataclasses.dataclass
+class Listing:
+    """The images of a suite's sources, and the entries with image names left out."""
+
+    refs: list[ImageRef]
+    skipped: dict[str, tuple[int, str]] = dataclasses.field(default_factory=dict)  # why -> (count, example)
+
+    def skip(self, why: str, path: Path) -> None:
+        count, example = self.skipped.get(why, (0, str(path)))
+        self.skipped[why] = (count + 1, example)
+
+
+def _local_files(candidates: list[Path], listing: Listing) -> list[Path]:
+    """The regular image files among ``candidates``, each real file once (the entry
+    nearest the root wins), in path order; the others are counted in ``listing``."""
+    files: dict[str, Path] = {}
+    for path in sorted(candidates, key=lambda p: (len(p.parts), str(p))):
+        if not _is_image(path.name):
+            continue
+        if path.is_symlink() and not path.exists():
+            listing.skip(DANGLING, path)
+        elif not path.is_file():
+            listing.skip(NOT_A_FILE, path)
+        elif (real := os.path.realpath(path)) in files:
+            listing.skip(SAME_FILE, path)
+        else:
+            files[real] = path
+    return sorted(files.values())
+
+
+def _local(source: str, base: Path, listing: Listing) -> list[ImageRef]:
     path = Path(source).expanduser()
     path = path if path.is_absolute() else base / path
     root, pattern = _split_glob(str(path))
@@ -83,10 +120,11 @@ def _local(source: str, base: Path) -> list[ImageRef]:
             return [ImageRef(path.stem, str(path))]
         if not path.is_dir():
             raise SourceError(f"image source {source!r}: {path} is neither a folder nor an image file")
-        files = sorted(p for p in path.iterdir() if p.is_file() and _is_image(p.name))
+        files = _local_files(list(path.iterdir()), listing)
         return [ImageRef(_key(p.relative_to(path).as_posix()), str(p)) for p in files]
-    matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
-    files = [p for p in matches if p.is_file() and _is_image(p.name)]
+    if not Path(root).is_dir():
+        raise SourceError(f"image source {source!r}: {root} is not a folder")
+    files = _local_files([Path(m) for m in glob.glob(str(path), recursive=True)], listing)
     return [ImageRef(_key(p.relative_to(root).as_posix()), str(p)) for p in files]
 
 
@@ -113,15 +151,24 @@ def _remote(source: str) -> list[ImageRef]:
 
 def list_images(sources: list[str], base: Path) -> list[ImageRef]:
     """Every image of every source, in a stable order; raises on empty sources and clashes."""
-    refs: list[ImageRef] = []
+    return scan_sources(sources, base).refs
+
+
+def scan_sources(sources: list[str], base: Path) -> Listing:
+    """`list_images`, and the entries skipped (dangling symlinks, FIFOs, repeats) with why."""
+    listing = Listing([])
+    refs = listing.refs
     seen: dict[str, str] = {}
     for source in sources:
         if source.startswith("bundled:"):
-            found = _bundled(source.removeprefix("bundled:"))
+            try:
+                found = _bundled(source.removeprefix("bundled:"))
+            except ValueError as exc:
+                raise SourceError(f"image source {source!r}: {exc}") from None
         elif _URI.match(source):
             found = _remote(source)
         else:
-            found = _local(source, base)
+            found = _local(source, base, listing)
         if not found:
             raise SourceError(f"image source {source!r} holds no images ({', '.join(SUPPORTED_SUFFIXES)})")
         for ref in found:
@@ -132,4 +179,4 @@ def list_images(sources: list[str], base: Path) -> list[ImageRef]:
                 )
             seen[ref.name] = ref.location
         refs += found
-    return refs
+    return listing

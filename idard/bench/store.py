@@ -8,24 +8,37 @@ can damage them:
   sees a whole part or none. On an object store (``s3://``, ``gs://``) one PUT of an
   object is atomic by itself. A crash loses at most the records not yet flushed.
 * Parts are never modified; readers glob ``part-*.parquet`` only, so a leftover temporary
-  file from a killed writer is ignored (and removed by the next writer).
-* Exactly one process writes a run's records at a time: the run's driver. The planner
-  subtracts what the store holds before scheduling, so re-running never writes a key
-  twice. `RecordStore.duplicate_keys` checks the invariant.
+  file from a killed writer is ignored (and removed by the next writer once it is older
+  than any live write could be).
+* Exactly one process writes a run's records at a time: the holder of the run
+  directory's lease (`idard.bench.lease.RunLease`); every write checks the lease. The
+  planner subtracts what the store holds before scheduling, so re-running never writes a
+  key twice. `RecordStore.duplicate_keys` checks the invariant, and readers count a key
+  held twice once (`without_duplicates`), saying so.
+* A part that cannot be read (truncated, empty, garbage, another schema: a disk fault or
+  a hand-copied file) is left out by readers and named in `skipped_parts`; the lease
+  holder moves it to ``records/quarantine/`` (`quarantine`), so its keys are missing
+  and the run recomputes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import os
+import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow.fs
 
 from idard.measure.records import KEY_COLUMNS, RECORD_SCHEMA
+
+if TYPE_CHECKING:
+    from idard.bench.lease import RunLease
 
 #: The per-sample record schema of the measure, plus run provenance.
 STORE_SCHEMA: dict[str, pl.DataType] = {
@@ -35,6 +48,67 @@ STORE_SCHEMA: dict[str, pl.DataType] = {
     "written_at": pl.Datetime("us", "UTC"),
 }
 PART_GLOB = "part-*.parquet"
+QUARANTINE = "quarantine"
+#: A temporary part younger than this may belong to a live writer: never removed.
+PARTIAL_MIN_AGE_S = 120.0
+#: Validity of parts already checked, by (path, size): parts are immutable once renamed.
+_CHECKED: dict[tuple[str, int], str | None] = {}
+
+
+class StoreWriteError(RuntimeError):
+    """A write to the run directory failed (disk full, read-only, permissions): one line."""
+
+    def __init__(self, message: str) -> None:  # one argument: picklable as is
+        super().__init__(message)
+
+
+def _part_problem(fs: pyarrow.fs.FileSystem, path: str, size: int) -> str | None:
+    """Why a part cannot be read as records (None when it can): read from its footer only."""
+    import pyarrow.parquet as pq
+
+    if size == 0:
+        return "empty file"
+    try:
+        schema = pq.read_schema(path, filesystem=fs)
+    except Exception as exc:  # noqa: BLE001 - ArrowInvalid, OSError: truncated or not Parquet
+        return f"not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+    try:
+        columns = pl.from_arrow(schema.empty_table()).schema
+    except Exception as exc:  # noqa: BLE001 - types Polars cannot read
+        return f"unreadable column types ({exc})"
+    missing = [c for c in KEY_COLUMNS if c not in columns]
+    if missing:
+        return f"another schema: no key column(s) {', '.join(missing)}"
+    extra = [c for c in columns if c not in STORE_SCHEMA]
+    if extra:
+        return f"another schema: unknown column(s) {', '.join(extra[:5])}"
+    wrong = [f"{c} is {t}, not {STORE_SCHEMA[c]}" for c, t in columns.items() if t != STORE_SCHEMA[c]]
+    if wrong:
+        return f"another schema: {'; '.join(wrong[:3])}"
+    return None
+
+
+def skipped_part_notes(store: RecordStore) -> list[str]:
+    """One line per part the last `RecordStore.parts` left out as unreadable."""
+    return [f"warning: {path}: {why}; left out (the next run moves it to records/{QUARANTINE}/ and "
+            "recomputes its keys)" for path, why in store.skipped_parts]
+
+
+def without_duplicates(records: pl.LazyFrame) -> tuple[pl.LazyFrame, int]:
+    """``records`` with each key once, and how many extra copies there were.
+
+    A key held twice means two processes wrote into one run directory (before leases, or
+    by hand); its copies are the same computation, so one is kept and the count is
+    reported, never silently doubled.
+    """
+    extra = (
+        records.group_by(KEY_COLUMNS).agg(pl.len().alias("copies")).filter(pl.col("copies") > 1)
+        .select((pl.col("copies") - 1).sum()).collect(engine="streaming").item()
+    )
+    extra = int(extra or 0)
+    if not extra:
+        return records, 0
+    return records.unique(subset=list(KEY_COLUMNS), keep="any"), extra
 
 
 def is_uri(location: str | Path) -> bool:
@@ -53,17 +127,56 @@ class RecordStore:
             local = self.run_dir.removeprefix("file://")
             self._fs, self._root = pyarrow.fs.LocalFileSystem(), str(Path(local).resolve())
         self.records_dir = f"{self._root}/records"
+        self.lease: RunLease | None = None  # set while a RunLease is held: writes check it
+        self.skipped_parts: list[tuple[str, str]] = []  # (path, why) of the last `parts()`
 
     def __repr__(self) -> str:
         return f"RecordStore({self.run_dir!r})"
 
     # ------------------------------------------------------------------ reading
     def parts(self) -> list[str]:
-        """Paths of the complete parts (filesystem paths, without the URI scheme)."""
-        selector = pyarrow.fs.FileSelector(self.records_dir, allow_not_found=True)
-        infos = self._fs.get_file_info(selector)
-        names = [i.path for i in infos if i.type == pyarrow.fs.FileType.File]
-        return sorted(p for p in names if Path(p).name.startswith("part-") and p.endswith(".parquet"))
+        """Paths of the complete, readable parts (filesystem paths, without the URI scheme).
+
+        Unreadable parts are left out and listed, with why, in `skipped_parts`; each part
+        is checked once per process (its footer), since parts never change.
+        """
+        try:
+            selector = pyarrow.fs.FileSelector(self.records_dir, allow_not_found=True)
+            infos = self._fs.get_file_info(selector)
+        except OSError as exc:
+            raise StoreWriteError(f"{self.records_dir}: cannot list records ({exc})") from None
+        good, self.skipped_parts = [], []
+        for info in sorted(infos, key=lambda i: i.path):
+            name = Path(info.path).name
+            if info.type != pyarrow.fs.FileType.File or not (name.startswith("part-") and name.endswith(".parquet")):
+                continue
+            key = (info.path, int(info.size or 0))
+            if key not in _CHECKED:
+                _CHECKED[key] = _part_problem(self._fs, info.path, key[1])
+            if _CHECKED[key] is None:
+                good.append(info.path)
+            else:
+                self.skipped_parts.append((info.path, _CHECKED[key]))
+        return good
+
+    def quarantine(self) -> list[tuple[str, str]]:
+        """Move the unreadable parts to ``records/quarantine/``; returns (new path, why).
+
+        Only the lease holder calls this: their keys are then missing from the store, so
+        the plan recomputes them, and the files stay for whoever wants to look.
+        """
+        self.parts()
+        moved = []
+        for path, why in self.skipped_parts:
+            target = f"{self.records_dir}/{QUARANTINE}/{Path(path).name}"
+            if self.remote:
+                self._fs.move(path, target)
+            else:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(path, target)
+            moved.append((target, why))
+        self.skipped_parts = []
+        return moved
 
     def scan(self, parts: list[str] | None = None) -> pl.LazyFrame:
         """All records, lazily (only the columns and rows a query needs are read).
@@ -116,15 +229,37 @@ class RecordStore:
         frame.write_parquet(buffer)
         return self._put(f"{self.records_dir}/{name}", buffer.getvalue(), partial=f"{self.records_dir}/.{name}.tmp")
 
-    def remove_partials(self) -> int:
-        """Delete temporary files left by a killed writer; call before writing."""
+    def remove_partials(self, min_age_s: float = PARTIAL_MIN_AGE_S) -> int:
+        """Delete temporary files left by a killed writer; call holding the lease.
+
+        Only files older than ``min_age_s`` go: a write takes well under a second, so a
+        younger one may be a live writer's (the lease keeps out other runs, but a reader
+        must never be able to break a writer by mistake).
+        """
         if self.remote:
             return 0
         folder = Path(self.records_dir)
-        stale = list(folder.glob(".part-*.parquet.tmp")) if folder.is_dir() else []
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return len(stale)
+        partials = list(folder.glob(".part-*.parquet.tmp")) if folder.is_dir() else []
+        removed = 0
+        for path in partials:
+            try:
+                if time.time() - path.stat().st_mtime < min_age_s:
+                    continue
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                continue  # its writer renamed it meanwhile
+        return removed
+
+    def read_bytes(self, name: str) -> bytes:
+        """A small file beside the records; `FileNotFoundError` when there is none."""
+        target = f"{self._root}/{name}"
+        if not self.remote:
+            return Path(target).read_bytes()
+        if self._fs.get_file_info(target).type != pyarrow.fs.FileType.File:
+            raise FileNotFoundError(target)
+        with self._fs.open_input_stream(target) as stream:
+            return stream.read()
 
     def write_text(self, name: str, text: str) -> str:
         """A small text file beside the records (suite copy, run metadata), atomically."""
@@ -137,18 +272,33 @@ class RecordStore:
 
     def _put(self, target: str, data: bytes, partial: str) -> str:
         """Write ``data`` so that readers see all of it or nothing: one PUT on an object
-        store; on a disk, ``partial`` written and fsynced, then renamed (atomic)."""
-        if self.remote:
-            # Object stores need no folders, but hierarchical ones (HDFS, Azure with a
-            # hierarchical namespace, pyarrow's mock://) refuse a file in a missing folder.
-            self._fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-            with self._fs.open_output_stream(target) as stream:
-                stream.write(data)
-            return target
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(partial, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())  # on disk before the rename makes it visible
-        os.replace(partial, target)
+        store; on a disk, ``partial`` written and fsynced, then renamed (atomic).
+
+        Checks the lease first (a holder whose lease was taken over must not write), and
+        turns a failed write (disk full, read-only, not a folder) into a one-line
+        `StoreWriteError` naming the file; a partial file is removed, never left half.
+        """
+        if self.lease is not None:
+            self.lease.check()
+        try:
+            if self.remote:
+                # Object stores need no folders, but hierarchical ones (HDFS, Azure with a
+                # hierarchical namespace, pyarrow's mock://) refuse a file in a missing folder.
+                self._fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+                with self._fs.open_output_stream(target) as stream:
+                    stream.write(data)
+                return target
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            try:
+                with open(partial, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())  # on disk before the rename makes it visible
+                os.replace(partial, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(partial)
+                raise
+        except OSError as exc:
+            raise StoreWriteError(f"{target}: cannot write ({exc.strerror or exc})") from None
         return target

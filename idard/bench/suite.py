@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,24 @@ class Suite:
         return dataclasses.asdict(self)
 
 
+def suite_document(suite: Suite) -> dict[str, Any]:
+    """The suite as a YAML mapping that `load_suite` accepts from any folder.
+
+    Local image sources become absolute (a run directory's copy is read from the run
+    directory, not from the suite's folder); plug-in ids already carry absolute paths.
+    """
+    base = Path(suite.base_dir)
+    images = [s if s.startswith("bundled:") or "://" in s or Path(s).expanduser().is_absolute()
+              else str(base / s) for s in suite.images]
+    document: dict[str, Any] = {"name": suite.name}
+    if suite.description:
+        document["description"] = suite.description
+    document.update(images=images, hr_policy=suite.hr_policy, scales=list(suite.scales),
+                    downscalers=list(suite.downscalers), models=list(suite.models), metrics=list(suite.metrics),
+                    seeds=list(suite.seeds), max_batch=suite.max_batch)
+    return document
+
+
 def _fail(path: str, key: str, problem: str) -> SuiteError:
     return SuiteError(f"{path}: key {key!r}: {problem}")
 
@@ -126,7 +145,7 @@ def _plugins(raw: Any, registry: Registry, path: str, key: str, base: Path) -> t
         try:
             name, params = _spec_params(spec)
             instance = registry.create({"name": name, **_resolve_paths(params, base)})
-        except SpecError as exc:
+        except (SpecError, ValueError) as exc:  # ValueError: a plug-in's own check of its values
             raise _fail(path, where, str(exc)) from None
         if instance.id in ids:
             raise _fail(path, where, f"{instance.id} is listed twice")
@@ -221,7 +240,77 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> S
     )
 
 
-def read_suite_file(path: str | Path, loader: Callable[[str], Any] = yaml.safe_load) -> Any:
+#: The most YAML nodes a suite may hold once its aliases are expanded: real suites hold
+#: hundreds; a few hundred bytes of nested aliases ("billion laughs") would hold billions.
+MAX_SUITE_NODES = 100_000
+
+
+class _SuiteLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses duplicate keys (the last silently won)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (a YAML mapping holds each key once)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes in the document with every alias expanded, counted without expanding
+    (an alias is the same node object, so sizes are memoised); stops past ``limit``."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise ValueError("an alias refers to a node that contains it (a recursive document)")
+        in_progress.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        in_progress.discard(key)
+        sizes[key] = min(total, limit + 1)
+        return sizes[key]
+
+    return size(root)
+
+
+def safe_load_suite(text: str, max_nodes: int = MAX_SUITE_NODES) -> Any:
+    """``yaml.safe_load``, refusing duplicate keys and documents whose aliases expand past
+    ``max_nodes`` nodes, before anything is built from them (bounded memory and time)."""
+    loader = _SuiteLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            nodes = _expanded_size(node, max_nodes)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
+        if nodes > max_nodes:
+            raise ValueError(f"more than {max_nodes} YAML nodes once its aliases are expanded "
+                             "(nested aliases: a suite is a short list of names)")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def read_suite_file(path: str | Path, loader: Callable[[str], Any] = safe_load_suite) -> Any:
     """The parsed, not yet validated content of a suite file; errors name the file."""
     path = Path(path)
     try:
@@ -233,7 +322,17 @@ def read_suite_file(path: str | Path, loader: Callable[[str], Any] = yaml.safe_l
     try:
         return loader(text)
     except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML: {exc}") from None
+        raise SuiteError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except (ValueError, RecursionError) as exc:
+        raise SuiteError(f"{path}: refused: {exc}") from None
+
+
+def run_dir_name(name: str) -> str:
+    """A suite name made safe as one folder name under ``runs/``: separators, ``..`` and
+    other characters outside ``[A-Za-z0-9._-]`` cannot send the default run directory
+    elsewhere (``../../x`` -> ``x``, ``/abs`` -> ``abs``)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")
+    return safe or "suite"
 
 
 def suite_name(path: str | Path) -> str:
@@ -244,7 +343,7 @@ def suite_name(path: str | Path) -> str:
     return name.strip() if isinstance(name, str) and name.strip() else Path(path).stem
 
 
-def load_suite(path: str | Path, loader: Callable[[str], Any] = yaml.safe_load) -> Suite:
+def load_suite(path: str | Path, loader: Callable[[str], Any] = safe_load_suite) -> Suite:
     """Read and validate a suite file; every problem raises `SuiteError` naming the file."""
     path = Path(path)
     return parse_suite(read_suite_file(path, loader), str(path), path.resolve().parent)

@@ -12,3 +12,12 @@ class LPIPSWeightsUnavailable(RuntimeError):
 
 class LPIPSWeightsInvalid(RuntimeError):
     """A weights source was found but its content is not what it should be."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGTERM, handled as SIGINT's KeyboardInterrupt is: records written
+    so far are kept."""
+
+
+class WorkersLost(RuntimeError):
+    """Every worker of a run was lost and none came back in time; records so far are kept."""

@@ -12,12 +12,20 @@ affect every number the tool reports, so they are made once, in this module:
 
 Pillow decodes 16-bit RGB(A) PNG and TIFF only after truncating to 8 bits, so those two
 are read with ``pypng`` and ``tifffile`` instead, keeping all 16 bits.
+
+**One size limit for every decoder.** A few hundred compressed bytes can hold an image
+of billions of pixels (a decompression bomb). Pillow refuses those before decoding, but
+pypng and tifffile do not, so each decoder here reads the header first and refuses an
+image of more than `max_image_pixels` pixels: Pillow's ``Image.MAX_IMAGE_PIXELS``, set
+from ``$IDARD_MAX_IMAGE_PIXELS`` when given (``0`` turns the limit off).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +33,41 @@ import torch
 from PIL import Image
 
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+ENV_MAX_PIXELS = "IDARD_MAX_IMAGE_PIXELS"
 
 
 class ImageError(ValueError):
     """An image file that cannot be used; the message names the file."""
+
+
+def _configure_pixel_limit() -> None:
+    value = os.environ.get(ENV_MAX_PIXELS, "").strip()
+    if value:
+        try:
+            limit = int(value)
+        except ValueError:
+            raise ImageError(f"${ENV_MAX_PIXELS}={value!r}: not an integer number of pixels") from None
+        Image.MAX_IMAGE_PIXELS = limit if limit > 0 else None
+
+
+_configure_pixel_limit()
+
+
+def max_image_pixels() -> int | None:
+    """The largest image (in pixels) any decoder here accepts; None when unlimited."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+class _TooLarge(ImageError):
+    pass
+
+
+def _check_size(width: int, height: int) -> None:
+    """Refuse a too-large image from its header, before any pixel is decoded."""
+    limit = max_image_pixels()
+    if limit is not None and width * height > limit:
+        raise _TooLarge(f"{width}x{height} = {width * height} pixels is more than the limit of {limit} "
+                        f"(${ENV_MAX_PIXELS}, default Pillow's MAX_IMAGE_PIXELS); refused before decoding")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -70,6 +109,8 @@ def _read_png16(data: bytes) -> np.ndarray | None:
     import png  # pypng: pure-Python decoder, used only for 16-bit files
 
     reader = png.Reader(bytes=data)
+    reader.preamble()  # the header only
+    _check_size(reader.width, reader.height)
     width, height, rows, info = reader.asDirect()
     if info["bitdepth"] != 16:
         return None
@@ -81,7 +122,10 @@ def _read_png16(data: bytes) -> np.ndarray | None:
 def _read_tiff(raw: bytes) -> tuple[np.ndarray, int] | None:
     import tifffile
 
-    data = tifffile.imread(io.BytesIO(raw))
+    with tifffile.TiffFile(io.BytesIO(raw)) as tif:
+        for page in tif.pages:
+            _check_size(int(page.imagewidth), int(page.imagelength))
+        data = tif.asarray()
     if data.dtype == np.uint16:
         return data, 16
     if data.dtype == np.uint8:
@@ -90,7 +134,11 @@ def _read_tiff(raw: bytes) -> tuple[np.ndarray, int] | None:
 
 
 def _read_with_pillow(data: bytes) -> tuple[np.ndarray, float, int]:
-    with Image.open(io.BytesIO(data)) as img:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the others
+        opened = Image.open(io.BytesIO(data))
+    with opened as img:
+        _check_size(*img.size)
         img.load()  # decode now: truncated files fail here, not later
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -140,8 +188,12 @@ def decode_image(data: bytes, name: str, source: str) -> RGBImage:
             decoded = _read_with_pillow(data)
         array, max_value, bit_depth = decoded
         pixels = _to_rgb(array, max_value)
+    except _TooLarge as exc:
+        raise ImageError(f"{source}: {exc}") from None
     except ImageError:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow's own refusal, past twice the limit
+        raise ImageError(f"{source}: {exc}; refused before decoding (${ENV_MAX_PIXELS})") from None
     except Exception as exc:  # PIL, pypng and tifffile raise their own error classes
         raise ImageError(f"{source}: cannot decode image ({type(exc).__name__}: {exc})") from None
     if pixels.shape[0] == 0 or pixels.shape[1] == 0:

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from idard.bench.cli import app
+from idard.bench.suite import load_suite
 from idard.measure.records import KEY_COLUMNS
 from tests.bench.conftest import write_suite
 
@@ -18,7 +19,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # ours alone
     yield
     ray.shutdown()
 
@@ -83,3 +84,16 @@ def test_report_rebuilds_the_tables_from_the_records_alone(photo_dir: Path) -> N
 def test_report_on_a_directory_without_records_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "no records" in result.output
+
+
+def test_a_run_into_the_suites_own_folder_keeps_the_users_suite_file(photo_dir: Path) -> None:
+    """``--out`` the suite's folder once rewrote the user's suite.yaml (comments lost), and
+    the copy could not be loaded again."""
+    suite = write_suite(photo_dir, ["bicubic"], samples=1)
+    original = "# my comments\n" + suite.read_text()
+    suite.write_text(original)
+    result = runner.invoke(app, ["run", "--suite", str(suite), "--out", str(photo_dir), "--bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+    assert suite.read_text() == original
+    copy = load_suite(photo_dir / "suite.run.yaml")
+    assert copy.downscalers == ("bicubic",) and copy.images == (str(photo_dir / "images"),)

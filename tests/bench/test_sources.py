@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from idard.bench.sources import SourceError, list_images
+from idard.bench.sources import DANGLING, NOT_A_FILE, SAME_FILE, SourceError, list_images, scan_sources
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -56,3 +57,25 @@ def test_uris_are_listed_and_read_through_pyarrow_filesystems(tmp_path: Path) ->
     assert refs[0].location.startswith("file://") and refs[0].read() == b"png bytes"
     globbed = list_images([f"file://{tmp_path}/set/**.png"], Path("."))
     assert [r.name for r in globbed] == ["deep/two", "one"]
+
+
+def test_a_symlink_loop_lists_each_real_file_once_and_skips_are_counted(tmp_path: Path) -> None:
+    _touch(tmp_path / "set" / "a.png"), _touch(tmp_path / "set" / "sub" / "b.png")
+    (tmp_path / "set" / "sub" / "loop").symlink_to(tmp_path / "set")  # set/sub/loop/sub/loop/...
+    (tmp_path / "set" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "set" / "folder.png").mkdir()
+    os.mkfifo(tmp_path / "set" / "pipe.png")
+    listing = scan_sources(["set/**/*.png"], tmp_path)
+    assert [r.name for r in listing.refs] == ["a", "sub/b"]  # once each, at their shortest path
+    counts = {why: count for why, (count, _) in listing.skipped.items()}
+    assert counts[DANGLING] >= 1 and counts[NOT_A_FILE] >= 2 and counts[SAME_FILE] >= 2
+    assert [r.name for r in scan_sources(["set"], tmp_path).refs] == ["a"]
+
+
+def test_unknown_bundled_names_and_globs_matching_nothing_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"'bundled:nope'.*unknown bundled image 'nope'"):
+        list_images(["bundled:nope"], tmp_path)
+    with pytest.raises(SourceError, match=r"'\*\*/\*.png' holds no images"):
+        list_images(["**/*.png"], tmp_path)
+    with pytest.raises(SourceError, match=r"'missing/\*.png'.*is not a folder"):
+        list_images(["missing/*.png"], tmp_path)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
+import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from idard.bench.store import STORE_SCHEMA, RecordStore
+from idard.bench.store import STORE_SCHEMA, RecordStore, StoreWriteError, skipped_part_notes, without_duplicates
 from idard.measure.records import KEY_COLUMNS, RECORD_SCHEMA
 
 
@@ -42,8 +44,57 @@ def test_partial_files_of_a_killed_writer_are_ignored_then_removed(tmp_path: Pat
     store.append(_records(["a"]))
     partial = Path(store.records_dir) / ".part-20260101T000000-dead.parquet.tmp"
     partial.write_bytes(b"PAR1 half a footer")  # what a kill -9 mid-write leaves
+    old = time.time() - 3600
+    os.utime(partial, (old, old))
     assert store.count() == 2
     assert store.remove_partials() == 1 and not partial.exists()
+
+
+def test_remove_partials_never_deletes_a_live_writers_temporary_file(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path)
+    live = Path(store.records_dir) / ".part-20260101T000000-live.parquet.tmp"
+    live.parent.mkdir(parents=True)
+    live.write_bytes(b"PAR1 being written")  # a writer between open() and rename()
+    assert store.remove_partials() == 0 and live.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not parquet", "truncated", "other schema"])
+def test_an_unreadable_part_is_named_left_out_then_quarantined(tmp_path: Path, content) -> None:
+    store = RecordStore(tmp_path)
+    store.append(_records(["a"]))
+    good = store.parts()[0]
+    bad = Path(store.records_dir) / "part-20990101T000000-bad.parquet"
+    if content == "truncated":
+        content = Path(good).read_bytes()[:-20]
+    elif content == "other schema":
+        buffer = io.BytesIO()
+        pl.DataFrame({"image": ["a"], "score": [1.0]}).write_parquet(buffer)
+        content = buffer.getvalue()
+    bad.write_bytes(content)
+
+    assert store.parts() == [good] and store.count() == 2  # readers go on without it
+    assert [path for path, _ in store.skipped_parts] == [str(bad)]
+    assert str(bad) in skipped_part_notes(store)[0]
+    moved = store.quarantine()
+    assert [Path(p).parent.name for p, _ in moved] == ["quarantine"] and not bad.exists()
+    assert Path(moved[0][0]).read_bytes() == content  # set aside, not deleted
+    assert store.parts() == [good] and store.skipped_parts == []
+
+
+def test_readers_count_a_key_held_twice_once(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path)
+    store.append(_records(["a", "b"]))
+    store.append(_records(["a"]))  # what two runs on one directory used to leave
+    unique, extra = without_duplicates(store.scan())
+    assert extra == 2 and unique.collect().height == 4
+    assert without_duplicates(store.scan().filter(pl.col("image") == "b"))[1] == 0
+
+
+def test_a_failed_write_is_one_line_naming_the_file_and_leaves_no_partial(tmp_path: Path) -> None:
+    (tmp_path / "records").write_text("a file where the records folder should be")
+    store = RecordStore(tmp_path)
+    with pytest.raises(StoreWriteError, match=r"records/part-.*\.parquet: cannot write"):
+        store.append(_records(["a"]))
 
 
 def test_duplicate_keys_are_detected(tmp_path: Path) -> None:
@@ -141,8 +192,10 @@ def test_a_crash_between_write_and_rename_leaves_no_visible_part(tmp_path: Path,
 
     assert len(store.parts()) == 1 and store.count() == 2  # only the part written before
     assert sorted(store.scan().collect()["image"].unique()) == ["a"]
+    # An exception removes its partial; a SIGKILL would leave it hidden ('.part-*.tmp'),
+    # which readers ignore: either way nothing but whole parts is visible.
     leftovers = [p for p in Path(store.records_dir).iterdir() if not p.name.startswith("part-")]
-    assert len(leftovers) == 1 and leftovers[0].name.startswith(".")  # the hidden partial, ignored
+    assert all(p.name.startswith(".") for p in leftovers)
     store.remove_partials()
     store.append(_records(["b"]))
     assert store.count() == 4 and sorted(p.name for p in Path(store.records_dir).iterdir()) == sorted(

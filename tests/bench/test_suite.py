@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from idard.bench.suite import SuiteError, load_suite, parse_suite
+from idard.bench.suite import SuiteError, load_suite, parse_suite, run_dir_name, suite_document
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,3 +106,44 @@ def test_the_digest_follows_what_is_computed_not_the_name() -> None:
     assert a.digest() == parse_suite({**data, "name": "b"}).digest()
     assert a.digest() != parse_suite({**data, "downscalers": ["bicubic", "box"]}).digest()
     assert a.digest() != parse_suite({**data, "models": ["srflow-tiny-4x(heat=0.5)"]}).digest()
+
+
+def test_a_yaml_alias_bomb_is_refused_in_one_line_before_it_is_built(tmp_path: Path) -> None:
+    """412 bytes of nested aliases once took 2.6 GB and printed a 312 MB error."""
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+               f"*a{i - 1}, *a{i - 1}]" for i in range(1, 10)]  # 9**10 nodes once expanded
+    path = _write(tmp_path, MINIMAL + "description:\n  " + "\n  ".join(levels) + "\n")
+    with pytest.raises(SuiteError) as refused:
+        load_suite(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: refused: more than 100000 YAML nodes") and len(message) < 300
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="recursive"):
+        load_suite(_write(tmp_path, MINIMAL + "description: &d [*d]\n"))
+
+
+def test_a_duplicate_key_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match=r"duplicate key 'downscalers'.*line 4"):
+        load_suite(_write(tmp_path, MINIMAL + "downscalers: [nearest]\n"))
+
+
+@pytest.mark.parametrize(("name", "folder"), [("../../x", "x"), ("/abs", "abs"), ("a/b c", "a_b_c"), ("..", "suite"),
+                                              ("faces-pulse_2.1", "faces-pulse_2.1")])
+def test_a_suite_name_gives_one_folder_under_runs(name: str, folder: str) -> None:
+    assert run_dir_name(name) == folder
+
+
+def test_the_run_directorys_copy_of_a_suite_loads_as_the_same_suite(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    suite = load_suite(_write(tmp_path, "name: s\nimages: [images, bundled:coffee]\ndownscalers: [bicubic]\n"
+                                        "models: [srflow-tiny-4x]\nseeds: [3, 5]\n"))
+    elsewhere = tmp_path / "run" / "suite.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(yaml.safe_dump(suite_document(suite), sort_keys=False))
+    again = load_suite(elsewhere)
+    same = ("name", "downscalers", "models", "metrics", "seeds", "scales", "hr_policy", "max_batch")
+    assert [getattr(again, k) for k in same] == [getattr(suite, k) for k in same]
+    assert again.images == (str(tmp_path / "images"), "bundled:coffee")  # the same folder, from anywhere

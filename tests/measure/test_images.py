@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -116,3 +118,63 @@ def test_crop_rejects_images_smaller_than_the_scale() -> None:
 def test_save_then_load_round_trips_8bit(tmp_path: Path) -> None:
     pixels = RGB8 / np.float32(255)
     np.testing.assert_allclose(load_image(save_image(tmp_path / "o.png", pixels)).pixels, pixels, atol=1e-7)
+
+
+def _png16(width: int, height: int) -> bytes:
+    """A 16-bit RGB PNG of zeros: megapixels in kilobytes (what a decompression bomb is)."""
+    import png
+
+    row = np.zeros(width * 3, dtype=np.uint16)
+    buffer = io.BytesIO()
+    png.Writer(width, height, bitdepth=16, greyscale=False, compression=9).write(buffer, (row for _ in range(height)))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".jpg"])
+def test_one_pixel_limit_refuses_every_format_before_decoding(suffix: str, monkeypatch) -> None:
+    """pypng (16-bit PNG) and tifffile once decoded anything: a 381 KB PNG took 5.9 GB."""
+    import tifffile
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    buffer = io.BytesIO()
+    if suffix == ".png":
+        data = _png16(50, 40)
+    elif suffix == ".tif":
+        tifffile.imwrite(buffer, np.zeros((40, 50, 3), np.uint16))
+        data = buffer.getvalue()
+    else:
+        Image.new("RGB", (50, 40)).save(buffer, "JPEG")
+        data = buffer.getvalue()
+    with pytest.raises(ImageError, match=rf"big{suffix}: 50x40 = 2000 pixels is more than the limit of 1000"):
+        decode_image(data, "big", f"big{suffix}")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    assert decode_image(data, "big", f"big{suffix}").pixels.shape == (40, 50, 3)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A 16-bit RGB PNG that claims ``width`` x ``height``: a bomb is refused from this much."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_a_16bit_png_bomb_is_refused_at_once() -> None:
+    data = _png_header_only(14000, 14000)  # 196 Mpx: pypng alone took 5.9 GB and 37 s
+    started = time.perf_counter()
+    with pytest.raises(ImageError, match="refused before decoding"):
+        decode_image(data, "bomb", "bomb.png")
+    assert time.perf_counter() - started < 1.0
+
+
+def test_the_pixel_limit_is_configured_by_environment(monkeypatch) -> None:
+    from idard.measure import images
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
+    monkeypatch.setenv("IDARD_MAX_IMAGE_PIXELS", "1234")
+    images._configure_pixel_limit()  # what importing the module does in every process
+    assert images.max_image_pixels() == 1234 == Image.MAX_IMAGE_PIXELS
+    monkeypatch.setenv("IDARD_MAX_IMAGE_PIXELS", "0")
+    images._configure_pixel_limit()
+    assert images.max_image_pixels() is None

@@ -34,6 +34,12 @@ class SRFlowWeightsError(ValueError):
     def __init__(self, path: str | Path, message: str) -> None:
         super().__init__(f"SRFlow weights {str(path)!r}: {message}")
         self.path = str(path)
+        self.message = message
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Pickled as its two arguments: a worker's error must reach the driver whole
+        # (pickling only the formatted text made Ray's driver fail to deserialise it).
+        return type(self), (self.path, self.message)
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], SRFlowConfig | None]:

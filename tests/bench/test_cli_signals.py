@@ -1,0 +1,68 @@
+"""A real ``idard-bench run`` process on its own local Ray: what it listens on, how it ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from idard.bench.lease import LEASE_NAME
+from idard.bench.store import RecordStore
+from tests.bench.conftest import write_crops, write_suite
+
+ray = pytest.importorskip("ray")  # puts its bundled psutil on the path
+psutil = pytest.importorskip("psutil")
+REPO = Path(__file__).resolve().parents[2]
+LOOPBACK = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
+
+
+def _listening(pid: int) -> list[tuple[str, int, str]]:
+    """(address, port, process name) of every listening socket of ``pid`` and its descendants."""
+    root = psutil.Process(pid)
+    found = []
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            found += [(c.laddr.ip, c.laddr.port, process.name()) for c in process.net_connections(kind="inet")
+                      if c.status == psutil.CONN_LISTEN]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.slow  # starts a Ray of its own and loads the model: about a minute on 2 cores
+def test_a_local_run_listens_on_loopback_only_and_sigterm_ends_it_cleanly(tmp_path: Path) -> None:
+    write_crops(tmp_path / "images", 8, size=64)
+    suite = write_suite(tmp_path, ["bicubic", "nearest"], samples=2)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "idard.bench.cli", "run", "--suite", str(suite), "--out", str(out),
+               "--flush-records", "1", "--bootstrap", "100"]
+    run = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        while not RecordStore(out).parts():
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.2)
+        sockets = _listening(run.pid)
+        assert sockets, "found no Ray servers to check"
+        assert [s for s in sockets if s[0] not in LOOPBACK] == [], "listening beyond loopback"
+
+        run.send_signal(signal.SIGTERM)
+        stdout, stderr = run.communicate(timeout=180)
+    finally:
+        with_session = run.pid
+        try:
+            os.killpg(with_session, signal.SIGKILL)  # whatever Ray left behind
+        except ProcessLookupError:
+            pass
+    assert run.returncode == 143, stdout + stderr
+    assert "interrupted by SIGTERM: every record written so far is kept" in stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr and "SIGABRT" not in stderr, stderr
+    store = RecordStore(out)
+    assert store.count() > 0 and store.duplicate_keys().is_empty() and not store.skipped_parts
+    assert not (out / LEASE_NAME).exists()  # released on the way out
