@@ -331,7 +331,7 @@ def weights(suite_path: SuiteOption = None) -> None:
         failed = False
         for model_id in suite.models:
             try:
-                files = MODELS.create(model_id).weight_files()
+                files = MODELS.create(suite.spec(model_id)).weight_files()
             except (FileNotFoundError, ValueError) as exc:
                 shown.add_row(model_id, escape(str(exc)), "—", "MISSING")
                 failed = True

@@ -6,10 +6,12 @@ streaming, so the store may hold millions of records), and groups the rest by (i
 model): one work unit decodes its HR image once, downscales it once per downscaler and
 draws all the seeds it needs in batched model calls, on one worker.
 
-Identity: a model's id says its family, weights path and temperature, so a new heat is a
-new model and nothing is reused for it. New weights behind an unchanged path would keep
-the id, so the planner also compares weights hashes and refuses to mix: records made with
-other weights are never silently counted as this model's.
+Identity: a model's id says its family, weights file name and temperature, so a new heat
+is a new model and nothing is reused for it. Ids never hold paths (a suite and its run
+directory can move between machines), so new weights under an unchanged file name keep
+the id: the planner compares weights hashes and refuses to mix, and records made with
+other weights are never silently counted as this model's. Work units carry each
+plug-in's id (the record key) and its spec (how to build it on the worker's machine).
 """
 
 from __future__ import annotations
@@ -50,10 +52,16 @@ class WorkUnit:
     image: ImageRef
     model: str
     items: tuple[Item, ...]
+    #: (id, spec) of the unit's plug-ins: ids are record keys, specs what the worker builds.
+    specs: tuple[tuple[str, str], ...] = ()
 
     @property
     def tasks(self) -> int:
         return sum(item.tasks for item in self.items)
+
+    def spec(self, plugin_id: str) -> str:
+        """How to build plug-in ``plugin_id`` on the worker (its id when no spec is known)."""
+        return dict(self.specs).get(plugin_id, plugin_id)
 
 
 @dataclasses.dataclass
@@ -93,7 +101,7 @@ def check_weights(suite: Suite, store: RecordStore) -> None:
         .select("model", "weights_hash").unique().collect()
     )
     for model_id, old_hash in held.iter_rows():
-        current = MODELS.create(model_id).weights_hash
+        current = MODELS.create(suite.spec(model_id)).weights_hash
         if old_hash != current:
             raise StaleRecordsError(
                 f"{store.run_dir} holds records of {model_id} made with weights sha256 {old_hash[:12]}…, "
@@ -102,7 +110,7 @@ def check_weights(suite: Suite, store: RecordStore) -> None:
             )
 
 
-def _units(todo: pl.DataFrame, refs: dict[str, ImageRef]) -> Iterator[WorkUnit]:
+def _units(todo: pl.DataFrame, refs: dict[str, ImageRef], specs: tuple[tuple[str, str], ...] = ()) -> Iterator[WorkUnit]:
     """Group missing keys by (image, model), then by the seeds and metrics they share."""
     by_item = (
         todo.group_by("image", "model", "downscaler", "metric", maintain_order=True)
@@ -115,7 +123,8 @@ def _units(todo: pl.DataFrame, refs: dict[str, ImageRef]) -> Iterator[WorkUnit]:
             Item(downscaler, tuple(seeds), tuple(metrics))
             for downscaler, seeds, metrics in part.select("downscaler", "seed", "metric").iter_rows()
         )
-        yield WorkUnit(refs[image], model, items)
+        used = {model, *(item.downscaler for item in items), *(m for item in items for m in item.metrics)}
+        yield WorkUnit(refs[image], model, items, tuple((i, spec) for i, spec in specs if i in used))
 
 
 def make_plan(suite: Suite, store: RecordStore, images: list[ImageRef] | None = None) -> Plan:
@@ -131,5 +140,5 @@ def make_plan(suite: Suite, store: RecordStore, images: list[ImageRef] | None = 
     order = {ref.name: i for i, ref in enumerate(images)}
     todo = todo.sort(pl.col("image").replace_strict(order, return_dtype=pl.Int64), maintain_order=True)
     total = len(images) * len(suite.downscalers) * len(suite.models) * len(suite.metrics) * len(suite.seeds)
-    units = list(_units(todo, {ref.name: ref for ref in images}))
+    units = list(_units(todo, {ref.name: ref for ref in images}, suite.specs))
     return Plan(suite=suite, images=images, units=units, total_tasks=total, done_tasks=total - todo.height)

@@ -104,7 +104,7 @@ def _read(unit: WorkUnit) -> bytes | Exception:
 
 def unit_error_records(unit: WorkUnit, error: str, suite_hash: str) -> pl.DataFrame:
     """Error records for every key of a unit that no worker could compute."""
-    model = MODELS.create(unit.model)
+    model = MODELS.create(unit.spec(unit.model))
     rows = [
         {"image": unit.image.name, "downscaler": item.downscaler, "model": unit.model, "metric": metric,
          "seed": seed, "scale": model.scale, "value": float("nan"), "finite": False, "error": error,

@@ -95,7 +95,8 @@ class ImageEvaluator:
                 metric.to(self.device)
                 self._metrics_ready.add(id(metric))
 
-    def _row(self, image: str, downscaler: str, metric: str, seed: int, **fields: Any) -> dict[str, Any]:
+    def row(self, image: str, downscaler: str, metric: str, seed: int, **fields: Any) -> dict[str, Any]:
+        """One record of this evaluator's model; ``fields`` fill the non-key columns."""
         row: dict[str, Any] = dict.fromkeys(RECORD_SCHEMA)
         row.update(
             image=image, downscaler=downscaler, model=self.model.id, metric=metric, seed=int(seed),
@@ -108,7 +109,7 @@ class ImageEvaluator:
     def error_rows(self, image: str, error: str, requests: Iterable[Request]) -> list[dict[str, Any]]:
         """Records that say why a request produced no distortion values."""
         return [
-            self._row(image, r.downscaler.id, m.id, s, value=float("nan"), error=error)
+            self.row(image, r.downscaler.id, m.id, s, value=float("nan"), error=error)
             for r in requests
             for m in r.metrics
             for s in r.seeds
@@ -125,7 +126,7 @@ class ImageEvaluator:
         """Records of one image (all defaults, or ``requests``); failures become error
         records, never exceptions."""
         requests = list(requests) if requests is not None else self.default_requests()
-        name = image.name if isinstance(image, RGBImage) else Path(image).stem
+        name = image_key(image)
         try:
             hr = image if isinstance(image, RGBImage) else load_image(image)
             hr = crop_to_multiple(hr, self.scale)
@@ -200,15 +201,33 @@ class ImageEvaluator:
             for k, seed in enumerate(request.seeds):
                 if k in by_sample:
                     ok = error is None and bool(np.isfinite(by_sample[k]))
-                    rows.append(self._row(name, downscaler, metric.id, seed, value=float(by_sample[k]),
+                    rows.append(self.row(name, downscaler, metric.id, seed, value=float(by_sample[k]),
                                           finite=ok, converged=converged[k], error=error,
                                           sample_seconds=sample_seconds, metric_seconds=metric_seconds))
                 else:
                     bad = int((~torch.isfinite(samples[k])).sum())
-                    rows.append(self._row(name, downscaler, metric.id, seed, value=float("nan"),
+                    rows.append(self.row(name, downscaler, metric.id, seed, value=float("nan"),
                                           converged=converged[k], sample_seconds=sample_seconds,
                                           error=f"non-finite SR sample ({bad} NaN/Inf values)"))
         return rows
+
+
+def image_key(image: str | Path | RGBImage) -> str:
+    """The ``image`` key of an image's records: an `RGBImage`'s name, a file's stem."""
+    return image.name if isinstance(image, RGBImage) else Path(image).stem
+
+
+def _check_image_keys(images: Sequence[str | Path | RGBImage]) -> None:
+    """Refuse two images with one key before computing anything: their records would be
+    averaged as one image's (a suite refuses the same clash when it lists its sources)."""
+    seen: dict[str, str] = {}
+    for image in images:
+        key = image_key(image)
+        where = str(image.source or image.name) if isinstance(image, RGBImage) else str(image)
+        if key in seen:
+            raise ValueError(f"two images have the key {key!r}: {seen[key]} and {where}; image keys must be "
+                             "unique (rename one, or pass RGBImage objects with distinct names)")
+        seen[key] = where
 
 
 def records_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -241,6 +260,8 @@ def evaluate(
     Reduce the result with `idard.measure.statistics.ida_rd_table`.
     ``on_image`` is called after each image with its records (for progress reporting).
     """
+    images = list(images)
+    _check_image_keys(images)
     sr_model = _as_model(model)
     evaluator = ImageEvaluator(
         downscalers=[_as_downscaler(d) for d in downscalers],
