@@ -183,6 +183,9 @@ def _out(out: str | None, name: str) -> str:
     return out if out is not None else str(Path("runs") / name)
 
 
+BaselineOption = Annotated[str | None, typer.Option(
+    help="Downscaler for paired differences, in any spelling (blur, blur(sigma=1)); 'none' for no paired "
+         "table (default: bicubic if present).")]
 IncludeUnconverged = Annotated[bool, typer.Option(
     "--include-unconverged",
     help="Put samples that missed their model's goal (PULSE's eps) in the means; by default they "
@@ -201,9 +204,11 @@ def run(
     cpus_per_worker: Annotated[int | None, typer.Option(min=1, help="CPU workers: cores (torch threads) per actor.")] = None,
     gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="Use GPUs when the cluster has them.")] = True,
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the 95% CI.")] = 1000,
-    baseline: Annotated[str | None, typer.Option(help="Downscaler id for paired differences (default: bicubic if in the suite).")] = None,
+    baseline: BaselineOption = None,
     flush_records: Annotated[int, typer.Option(min=1, help="Records per Parquet part: fewer lose less to a crash.")] = 2000,
     include_unconverged: IncludeUnconverged = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Compute error records again (e.g. a broken image was replaced).")] = False,
+    recompute_changed: Annotated[bool, typer.Option("--recompute-changed", help="Replace the records of images whose file changed (refused otherwise).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Ray's logs.")] = False,
 ) -> None:
     """Run a benchmark suite: compute the records the run directory lacks, then the IDA-RD table.
@@ -224,15 +229,18 @@ def run(
             path = suite_path if suite_path is not None else default_suite()
             target = _out(out, suite_name(path))
             extra = [f"--bootstrap={bootstrap}"] + ([f"--baseline={baseline}"] if baseline else []) + (
-                ["--include-unconverged"] if include_unconverged else [])
+                ["--include-unconverged"] if include_unconverged else []) + (
+                ["--retry-errors"] if retry_errors else []) + (["--recompute-changed"] if recompute_changed else [])
             raise typer.Exit(run_on_cluster(cluster, path, target, extra, console=console))
         suite = _suite(suite_path)
         target = _out(out, suite.name)
         options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
                              use_gpus=gpu, flush_records=flush_records, verbose=verbose)
-        summary = run_suite(suite, target, options, console)
-        _print_report(summary.records, target, baseline if baseline else _default_baseline(suite), bootstrap,
-                      include_unconverged)
+        summary = run_suite(suite, target, options, console, retry_errors=retry_errors,
+                            recompute_changed=recompute_changed)
+        _print_report(summary.records, target, _baseline(baseline, suite.downscalers), bootstrap,
+                      include_unconverged, suite={"suite": suite.name, "suite_hash": suite.digest()})
+        _print_failing(summary.failing, target)
         if summary.result is not None:
             r = summary.result
             console.print(f"computed {r.computed_tasks} records in {r.seconds:.0f} s "
@@ -241,52 +249,105 @@ def run(
                           highlight=False)
 
 
-def _default_baseline(suite) -> str | None:
-    return "bicubic" if "bicubic" in suite.downscalers else None
+#: Failing images listed in the terminal; run.json lists all of them.
+_FAILING_SHOWN = 20
 
 
-def _print_report(records, out: str, baseline: str | None, bootstrap: int, include_unconverged: bool) -> None:
-    """Reduce records to the IDA-RD table (and paired differences); print and write them."""
-    import polars as pl
+def _print_failing(failing: list[dict], out: str) -> None:
+    """Every image with error records (the first `_FAILING_SHOWN`; all in run.json)."""
+    if not failing:
+        return
+    console.print(f"{len(failing)} image(s) have error records (re-run with --retry-errors once fixed):",
+                  highlight=False)
+    for row in failing[:_FAILING_SHOWN]:
+        console.print(f"  {row['image']}: {row['records']} record(s): {row['error']}", highlight=False, markup=False)
+    if len(failing) > _FAILING_SHOWN:
+        console.print(f"  ... and {len(failing) - _FAILING_SHOWN} more: all in {out}/run.json", highlight=False)
 
+
+def _baseline(option: str | None, downscalers) -> str | None:
+    """``--baseline``: ``none`` turns paired differences off; the default is bicubic when present."""
+    if option is not None:
+        return None if option.strip().lower() == "none" else option
+    return "bicubic" if "bicubic" in downscalers else None
+
+
+def _print_report(records, out: str, baseline: str | None, bootstrap: int, include_unconverged: bool, *,
+                  formats: tuple[str, ...] | None = None, suite: dict | None = None) -> None:
+    """Reduce records to the IDA-RD table (and paired differences); print and write them.
+    The table is always written, whatever happens to the paired comparison."""
     from idard.bench.reduce import build_report
-    from idard.bench.report import rich_paired_table, rich_table, write_reports
+    from idard.bench.report import DEFAULT_FORMATS, rich_paired_table, rich_table, write_reports
 
     report = build_report(records, baseline=baseline, n_boot=bootstrap, include_unconverged=include_unconverged)
-    written = write_reports(report.table, out, report.paired, unconverged_in_mean=report.include_unconverged)
+    meta = {**report.reduction(), **(suite or {})}
+    written = write_reports(report.table, out, report.paired, unconverged_in_mean=report.include_unconverged,
+                            formats=formats or DEFAULT_FORMATS, meta=meta)
     console.print(rich_table(report.table, unconverged_in_mean=report.include_unconverged))
     if report.paired is not None and report.paired.height:
         console.print(rich_paired_table(report.paired))
+    if report.paired_error:
+        err_console.print(report.paired_error, highlight=False, markup=False)
     left_out = report.table["n_unconverged"].fill_null(0).sum()
     if left_out and not report.include_unconverged:
         console.print(f"{left_out} unconverged samples are left out of the means (as the reference PULSE drops "
                       "them): a downscaler whose LR the model cannot match keeps only its easy samples. "
                       "Compare with --include-unconverged.", highlight=False)
-    errors = records.filter(pl.col("error").is_not_null()).select("image", "downscaler", "error").unique().collect()
-    if errors.height:
-        console.print(f"{errors.height} (image, downscaler) pairs have error records, e.g. "
-                      f"{errors.row(0)[0]} / {errors.row(0)[1]}: {errors.row(0)[2]}", highlight=False)
     console.print(f"tables: {', '.join(written)}", highlight=False)
 
 
 @app.command()
 def report(
     run_dir: Annotated[str, typer.Argument(help="Run directory (or object-store URI) holding records/.")],
-    baseline: Annotated[str | None, typer.Option(help="Downscaler id for paired differences (default: bicubic if present).")] = None,
+    baseline: BaselineOption = None,
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the 95% CI.")] = 1000,
     include_unconverged: IncludeUnconverged = False,
+    out: Annotated[str | None, typer.Option("--out", help="Folder (or URI) for the tables (default: the run directory).")] = None,
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: md, csv, parquet, json.")] = "md,csv,parquet",
 ) -> None:
     """Reduce a run directory's records to the IDA-RD table (downscaler x model x scale)."""
+    import json
+
     import polars as pl
 
     from idard.bench.reduce import scan_records
+    from idard.bench.report import parse_formats
+    from idard.bench.store import RecordStore
 
     with user_errors():
+        chosen = parse_formats(formats)
         records = scan_records(run_dir)  # FileNotFoundError naming the directory when empty
         if baseline is None:
             has_bicubic = records.filter(pl.col("downscaler") == "bicubic").head(1).collect().height > 0
             baseline = "bicubic" if has_bicubic else None
-        _print_report(records, run_dir, baseline, bootstrap, include_unconverged)
+        elif baseline.strip().lower() == "none":
+            baseline = None
+        try:
+            last = json.loads(RecordStore(run_dir).read_text("run.json") or "{}")
+        except json.JSONDecodeError:
+            last = {}
+        suite = {k: last[k] for k in ("suite", "suite_hash") if k in last} if isinstance(last, dict) else {}
+        _print_report(records, out or run_dir, baseline, bootstrap, include_unconverged, formats=chosen, suite=suite)
+
+
+@app.command()
+def migrate(
+    run_dir: Annotated[str, typer.Argument(help="Run directory (or URI) written by idard 0.1.0.")],
+) -> None:
+    """Rewrite record ids written with absolute paths (idard 0.1.0) to today's path-free ids."""
+    from idard.bench.migrate import migrate as rewrite
+    from idard.bench.store import RecordStore
+
+    with user_errors():
+        mapping, failed = rewrite(RecordStore(run_dir))
+        for old, new in mapping.items():
+            console.print(f"{old} -> {new}", highlight=False, markup=False)
+        for old, why in failed.items():
+            err_console.print(f"left as is: {old}: {why}", highlight=False, markup=False)
+        console.print(f"{len(mapping)} id(s) rewritten in {run_dir}" if mapping or failed
+                      else f"{run_dir}: nothing to migrate", highlight=False)
+        if failed:
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -299,6 +360,9 @@ def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
     with user_errors():
         suite = _suite(suite_path)
         target = _out(out, suite.name)
+        if "://" not in target and not Path(target).is_dir():
+            err_console.print(f"warning: run directory {target} does not exist: nothing is done yet "
+                              "(pass --out RUN_DIR if the run is elsewhere)", highlight=False, markup=False)
         plan, table = suite_status(suite, target)
         shown = Table(title=f"{suite.name} in {target}: {plan.done_tasks}/{plan.total_tasks} records done",
                       title_justify="left")

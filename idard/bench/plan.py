@@ -17,6 +17,7 @@ plug-in's id (the record key) and its spec (how to build it on the worker's mach
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator, Sequence
 
 import polars as pl
@@ -30,6 +31,48 @@ from idard.measure.models import MODELS
 
 class StaleRecordsError(ValueError):
     """The store holds records of a model id made with different weights."""
+
+
+class ChangedInputError(ValueError):
+    """An HR file changed under a key the store holds records of."""
+
+
+def changed_images(store: RecordStore, images: Sequence[ImageRef]) -> list[tuple[ImageRef, str, str, bool]]:
+    """(image, recorded SHA-256, current SHA-256, only_errors) of every image whose file
+    changed since records of it were computed; ``only_errors`` when all those records are
+    error records (a broken file since replaced: nothing computed is at stake). Reads the
+    bytes of each image the store has records of (records made before hashes were
+    recorded are not checked)."""
+    from idard.measure.records import is_error
+
+    names = [ref.name for ref in images]
+    held = (
+        store.scan().filter(pl.col("image").is_in(names) & pl.col("hr_sha256").is_not_null())
+        .group_by("image", "hr_sha256").agg(only_errors=is_error().all()).collect()
+    )
+    recorded: dict[str, dict[str, bool]] = {}
+    for image, digest, only_errors in held.iter_rows():
+        recorded.setdefault(image, {})[digest] = only_errors
+    changed = []
+    for ref in images:
+        if ref.name not in recorded:
+            continue
+        try:
+            current = hashlib.sha256(ref.read()).hexdigest()
+        except OSError:
+            continue  # unreadable now: the run's own read turns it into error records
+        stale = sorted(d for d in recorded[ref.name] if d != current)
+        if stale:
+            changed.append((ref, stale[0], current, all(recorded[ref.name][d] for d in stale)))
+    return changed
+
+
+def changed_input_message(run_dir: str, changed: list[tuple[ImageRef, str, str, bool]]) -> str:
+    shown = "; ".join(f"{ref.name} ({ref.location}: sha256 {old[:12]}… -> {new[:12]}…)" for ref, old, new, _ in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return (f"{run_dir} holds records of {len(changed)} image(s) whose file changed since: {shown}{more}; "
+            "records of different inputs must not mix: pass --recompute-changed to replace their records, "
+            "or run into a new --out")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -196,6 +196,19 @@ class _Pool:
         self.infos[index] = info
 
 
+def _final_infos(pool: _Pool, timeout: float = 10.0) -> None:
+    """Ask the live workers once more who they are, now that they have loaded their models:
+    run.json's worker list names the models each one loaded (at start it holds none)."""
+    import ray
+
+    live = {i: pool.actors[i].info.remote() for i in range(len(pool.actors)) if pool.alive[i]}
+    for index, ref in live.items():
+        try:
+            pool.infos[index] = ray.get(ref, timeout=timeout)
+        except Exception:  # noqa: BLE001 - a worker lost at the very end keeps its first answer
+            continue
+
+
 def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunProgress) -> RunResult:
     """Compute every unit of ``plan`` on Ray and write the records to ``store``."""
     import ray
@@ -272,6 +285,7 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
     finally:
         writer.flush()
         progress.stop()
+        _final_infos(pool)
         for actor in actors:
             ray.kill(actor, no_restart=True)
     return RunResult(computed_tasks=progress.computed, written_records=writer.written, failed_units=failed_units,

@@ -11,6 +11,7 @@ the in-process baseline of the overhead benchmark use it directly.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from typing import Any
@@ -101,4 +102,8 @@ class Worker:
         else:
             rows += evaluator(image, requests) if requests else []
         self.units_done += 1
-        return records_frame(rows).with_columns(worker=pl.lit(self.name, dtype=pl.String))
+        hr_hash = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else None
+        return records_frame(rows).with_columns(
+            worker=pl.lit(self.name, dtype=pl.String),
+            hr_sha256=pl.lit(hr_hash, dtype=pl.String),
+        )

@@ -19,6 +19,7 @@ Decisions that change the numbers (all documented in the README):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,12 +29,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from idard import __version__
+from idard.provenance import process_code_version
 from idard.measure.distortions import DISTORTIONS
 from idard.measure.downscalers import DOWNSCALERS, Downscaler
 from idard.measure.images import RGBImage, crop_to_multiple, load_image, quantize_8bit, to_tensor
 from idard.measure.models import MODELS, Samples, SRModel
-from idard.measure.records import KEY_COLUMNS, RECORD_SCHEMA
+from idard.measure.records import KEY_COLUMNS, NONFINITE_SAMPLE, RECORD_SCHEMA
 
 
 def _as_downscaler(spec: str | Downscaler) -> Downscaler:
@@ -101,7 +102,7 @@ class ImageEvaluator:
         row.update(
             image=image, downscaler=downscaler, model=self.model.id, metric=metric, seed=int(seed),
             scale=self.scale, finite=False, weights_hash=self.model.weights_hash,
-            device=str(self.device), code_version=__version__,
+            device=str(self.device), code_version=process_code_version(),
         )
         row.update(fields)
         return row
@@ -109,7 +110,8 @@ class ImageEvaluator:
     def error_rows(self, image: str, error: str, requests: Iterable[Request]) -> list[dict[str, Any]]:
         """Records that say why a request produced no distortion values."""
         return [
-            self.row(image, r.downscaler.id, m.id, s, value=float("nan"), error=error)
+            self.row(image, r.downscaler.id, m.id, s, value=float("nan"), error=error,
+                     higher_is_better=getattr(m, "higher_is_better", None))
             for r in requests
             for m in r.metrics
             for s in r.seeds
@@ -127,6 +129,15 @@ class ImageEvaluator:
         records, never exceptions."""
         requests = list(requests) if requests is not None else self.default_requests()
         name = image_key(image)
+        rows = self._records(image, name, requests)
+        hr_hash = None if isinstance(image, RGBImage) else _file_sha256(image)
+        lr_hashes = {r.downscaler.id: _lr_sha256(r.downscaler, name, self.scale) for r in requests}
+        for row in rows:
+            row["hr_sha256"] = row["hr_sha256"] or hr_hash
+            row["lr_sha256"] = lr_hashes.get(row["downscaler"])
+        return rows
+
+    def _records(self, image: RGBImage | str | Path, name: str, requests: list[Request]) -> list[dict[str, Any]]:
         try:
             hr = image if isinstance(image, RGBImage) else load_image(image)
             hr = crop_to_multiple(hr, self.scale)
@@ -203,13 +214,33 @@ class ImageEvaluator:
                     ok = error is None and bool(np.isfinite(by_sample[k]))
                     rows.append(self.row(name, downscaler, metric.id, seed, value=float(by_sample[k]),
                                           finite=ok, converged=converged[k], error=error,
+                                          higher_is_better=metric.higher_is_better,
                                           sample_seconds=sample_seconds, metric_seconds=metric_seconds))
                 else:
                     bad = int((~torch.isfinite(samples[k])).sum())
                     rows.append(self.row(name, downscaler, metric.id, seed, value=float("nan"),
                                           converged=converged[k], sample_seconds=sample_seconds,
-                                          error=f"non-finite SR sample ({bad} NaN/Inf values)"))
+                                          higher_is_better=metric.higher_is_better,
+                                          error=f"{NONFINITE_SAMPLE} ({bad} NaN/Inf values)"))
         return rows
+
+
+def _file_sha256(path: str | Path) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None  # the load error becomes the records' error
+
+
+def _lr_sha256(downscaler: Downscaler, name: str, scale: int) -> str | None:
+    """The LR file's hash for downscalers that read one (``precomputed``), else None."""
+    reader = getattr(downscaler, "lr_sha256", None)
+    if reader is None:
+        return None
+    try:
+        return reader(name, scale)
+    except Exception:  # noqa: BLE001 - a missing LR file is already an error record
+        return None
 
 
 def image_key(image: str | Path | RGBImage) -> str:
