@@ -97,3 +97,27 @@ def test_evaluate_refuses_two_images_with_one_key(tmp_path: Path) -> None:
     a, b = write_crops(tmp_path / "a", 1), write_crops(tmp_path / "b", 1)
     with pytest.raises(ValueError, match=r"two images have the key 'img000'"):
         evaluate([a[0], b[0]], ["bicubic"], "srflow-tiny-4x", samples=1, metrics=["psnr"])
+
+
+def test_run_directories_with_old_path_ids_are_noticed_and_migrated(tmp_path: Path) -> None:
+    """idard 0.1.0 wrote absolute paths into ids: a run says so, `migrate` rewrites them."""
+    import polars as pl
+
+    from idard.bench.migrate import legacy_notice, migrate
+    from idard.measure.records import RECORD_SCHEMA
+
+    (tmp_path / "lr_x4").mkdir()
+    (tmp_path / "lr_x4" / "a.png").write_bytes(b"lr")
+    old_model = f"srflow(weights='{tmp_path}/ckpt/SRFlow_DF2K_4X.pth',heat=0.9)"
+    old_lr = f"precomputed(folder='{tmp_path}/lr_x4')"
+    rows = [{"image": "a", "downscaler": d, "model": old_model, "metric": "psnr", "seed": 0, "value": 1.0,
+             "finite": True} for d in ("bicubic", old_lr)]
+    store = RecordStore(tmp_path / "run")
+    store.append(pl.DataFrame(rows, schema={k: RECORD_SCHEMA[k] for k in rows[0]}))
+    assert "idard-bench migrate" in legacy_notice(store)
+    mapping, failed = migrate(store)
+    assert failed == {} and mapping[old_model] == "srflow(weights='SRFlow_DF2K_4X.pth',heat=0.9)"
+    assert mapping[old_lr].startswith("precomputed(folder='lr_x4',content=")
+    records = store.scan().collect()
+    assert sorted(records["downscaler"]) == sorted(["bicubic", mapping[old_lr]]) and legacy_notice(store) is None
+    assert records.height == 2 and len(store.parts()) == 1
