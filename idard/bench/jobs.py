@@ -23,11 +23,14 @@ from idard.bench.store import RecordStore
 from idard.bench.suite import Suite, SuiteError
 
 QUICKSTART = "benchmark/quickstart.yaml"
+#: The copy of the quickstart suite inside the package: what an installed wheel runs.
+PACKAGED_QUICKSTART = Path(idard.__file__).resolve().parent / "suites" / "quickstart.yaml"
 
 
 def default_suite() -> Path:
-    """``benchmark/quickstart.yaml`` of the working directory, else of this checkout."""
-    for candidate in (Path(QUICKSTART), Path(idard.__file__).resolve().parents[1] / QUICKSTART):
+    """``benchmark/quickstart.yaml`` of the working directory, else of this checkout, else
+    the copy inside the package (a wheel installed anywhere runs it from any folder)."""
+    for candidate in (Path(QUICKSTART), Path(idard.__file__).resolve().parents[1] / QUICKSTART, PACKAGED_QUICKSTART):
         if candidate.is_file():
             return candidate
     raise SuiteError(f"no suite given and no {QUICKSTART} here or beside the idard package: pass --suite FILE")
