@@ -26,6 +26,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _no_flag_metavar() -> None:
+    """Boolean flags take no value, so ``--help`` must not show one (this Typer prints
+    ``<bool>`` beside every flag, ``--help`` included): flags show no type."""
+    from typer.core import TyperOption
+
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "_idard", False):
+        return
+
+    def display_type_rich(self, *args, **kwargs):
+        return None if self.is_flag else original(self, *args, **kwargs)
+
+    display_type_rich._idard = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich
+
+
+_no_flag_metavar()
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -82,9 +101,12 @@ def downscale(
         downscaler = DOWNSCALERS.create(method)
         inputs = _inputs(src)
         for path, target in zip(inputs, _outputs(inputs, out)):
-            hr = crop_to_multiple(load_image(path), scale)
+            loaded = load_image(path)
+            hr = crop_to_multiple(loaded, scale)
+            cropped = "" if (hr.width, hr.height) == (loaded.width, loaded.height) else (
+                f"; centre-cropped {loaded.width}x{loaded.height} -> {hr.width}x{hr.height}, a multiple of {scale}")
             save_image(target, downscaler(hr, scale))
-            console.print(f"{path} -> {target} ({downscaler.id}, x{scale})", highlight=False)
+            console.print(f"{path} -> {target} ({downscaler.id}, x{scale}{cropped})", highlight=False, markup=False)
 
 
 @app.command()
@@ -108,6 +130,9 @@ def upscale(
         sr_model.to(dev)
         inputs = _inputs(src)
         single = len(inputs) == 1 and len(seed) == 1 and out.suffix
+        if out.suffix and not single:
+            err_console.print(f"note: {len(inputs)} image(s) x {len(seed)} seed(s) give several samples, so {out} is "
+                              f"a folder: writing {out}/<image>_seed<k>.png", highlight=False, markup=False)
         failed = 0
         for path in inputs:
             lr = load_image(path)
@@ -131,15 +156,24 @@ def distortion(
     dist: Annotated[Path, typer.Argument(help="Distorted (SR) image of the same size.")],
     metric: Annotated[str, typer.Option("--metric", help="lpips-alex, lpips-vgg, psnr, ssim or ms-ssim.")] = "lpips-alex",
 ) -> None:
-    """Print the distortion between two images of the same size."""
+    """Print the distortion between two images (a larger reference is centre-cropped to the other's size)."""
+    import dataclasses
+
     from idard.measure.distortions import DISTORTIONS
     from idard.measure.images import load_image, to_tensor
 
     with user_errors():
         scorer = DISTORTIONS.create(metric)
         a, b = load_image(ref), load_image(dist)
+        if a.pixels.shape != b.pixels.shape and a.width >= b.width and a.height >= b.height:
+            # An SR sample of an HR image cropped to a multiple of the scale (as `downscale`
+            # does): the reference gets the same centre crop, so the one-step chain works.
+            top, left = (a.height - b.height) // 2, (a.width - b.width) // 2
+            err_console.print(f"note: {ref} centre-cropped {a.width}x{a.height} -> {b.width}x{b.height} to match {dist}",
+                              highlight=False, markup=False)
+            a = dataclasses.replace(a, pixels=a.pixels[top:top + b.height, left:left + b.width])
         if a.pixels.shape != b.pixels.shape:
-            raise UsageError(f"{dist}: size {b.width}x{b.height} differs from {ref} ({a.width}x{a.height})")
+            raise UsageError(f"{dist}: size {b.width}x{b.height} is larger than {ref} ({a.width}x{a.height})")
         value = float(scorer(to_tensor(a.pixels), to_tensor(b.pixels))[0])
         print(f"{value:.6f}")
 
@@ -236,8 +270,16 @@ def run(
         target = _out(out, suite.name)
         options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
                              use_gpus=gpu, flush_records=flush_records, verbose=verbose)
-        summary = run_suite(suite, target, options, console, retry_errors=retry_errors,
-                            recompute_changed=recompute_changed)
+        try:
+            summary = run_suite(suite, target, options, console, retry_errors=retry_errors,
+                                recompute_changed=recompute_changed)
+        except KeyboardInterrupt:
+            from idard.bench.store import RecordStore
+
+            saved = RecordStore(target).count()
+            err_console.print(f"interrupted: {saved} records are saved in {target}; run the same command again "
+                              "to resume (nothing saved is computed again)", highlight=False, markup=False)
+            raise typer.Exit(130) from None
         _print_report(summary.records, target, _baseline(baseline, suite.downscalers), bootstrap,
                       include_unconverged, suite={"suite": suite.name, "suite_hash": suite.digest()})
         _print_failing(summary.failing, target)
@@ -444,12 +486,19 @@ def train_srflow(
     seed: Annotated[int, typer.Option(help="Seed for initialisation, crops and dequantisation noise.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     blind: Annotated[bool, typer.Option("--blind/--bicubic-only", help="LR bicubic plus random degradations, or bicubic only (default, as the committed model).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists (the shipped model included).")] = False,
 ) -> None:
     """Train the embedded smoke-test SRFlow (TINY_4X, 4x) on photographs bundled in packages.
 
-    This is the command that made the committed weights of ``srflow-tiny-4x``.
+    This is the command that made the committed weights of ``srflow-tiny-4x``; it never
+    replaces an existing file (the shipped model is the default OUT) without --force.
     """
     from idard.measure.models.srflow.training import TrainingSettings, train
+
+    if out.exists() and not force:
+        err_console.print(f"error: {out} exists (the default is the shipped model's file): pass --out NEW.safetensors, "
+                          "or --force to overwrite it", highlight=False, markup=False)
+        raise typer.Exit(2)
 
     train(out, TrainingSettings(steps=steps, seed=seed, threads=threads, blind=blind), log=lambda line: print(line, flush=True))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -280,6 +281,7 @@ def evaluate(
     quantize_lr: bool = True,
     quantize_sr: bool = True,
     on_image: Callable[[str, list[dict[str, Any]]], None] | None = None,
+    progress: bool | None = None,
 ) -> pl.DataFrame:
     """Per-sample IDA-RD records for every (image, downscaler, metric, seed).
 
@@ -289,7 +291,9 @@ def evaluate(
     The sampling temperature is part of the model spec (``"srflow-tiny-4x(heat=0.9)"``),
     so it is part of the model id every record carries.
     Reduce the result with `idard.measure.statistics.ida_rd_table`.
-    ``on_image`` is called after each image with its records (for progress reporting).
+    ``on_image`` is called after each image with its records (for progress reporting);
+    ``progress`` prints a line per image to stderr (default: when stderr is a terminal).
+    Two images with the same key (file stem or `RGBImage.name`) are refused up front.
     """
     images = list(images)
     _check_image_keys(images)
@@ -305,10 +309,17 @@ def evaluate(
         quantize_lr=quantize_lr,
         quantize_sr=quantize_sr,
     )
+    show = sys.stderr.isatty() if progress is None else progress
     rows: list[dict[str, Any]] = []
-    for image in images:
+    started = time.perf_counter()
+    for index, image in enumerate(images, 1):
         image_rows = evaluator(image)
         rows += image_rows
+        if show:
+            failed = sum(r["error"] is not None for r in image_rows)
+            print(f"evaluate: {index}/{len(images)} {image_key(image)}: {len(image_rows)} records"
+                  + (f" ({failed} failed)" if failed else "") + f", {time.perf_counter() - started:.0f} s",
+                  file=sys.stderr, flush=True)
         if on_image is not None:
             on_image(image_rows[0]["image"] if image_rows else str(image), image_rows)
     return records_frame(rows)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
@@ -90,8 +90,11 @@ def _read_tiff(raw: bytes) -> tuple[np.ndarray, int] | None:
 
 
 def _read_with_pillow(data: bytes) -> tuple[np.ndarray, float, int]:
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()  # decode now: truncated files fail here, not later
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()  # decode now: truncated files fail here, not later
+        # EXIF orientation applied, as every viewer shows the photo (a phone's portrait
+        # JPEG is stored sideways); the HR image is the picture, not the sensor's rows.
+        img = ImageOps.exif_transpose(opened) or opened
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
             return np.asarray(img, dtype=np.uint16), 65535.0, 16
