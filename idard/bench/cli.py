@@ -410,8 +410,11 @@ def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
                       title_justify="left")
         for column in ("model", "downscaler", "done", "missing", "errors", "nonfinite"):
             shown.add_column(column, justify="left" if column in ("model", "downscaler") else "right")
+        from idard.measure.downscalers import DOWNSCALERS
+
+        labels = DOWNSCALERS.labels(table["downscaler"].to_list())  # blur(sigma=1.0) beside blur(sigma=2.0)
         for row in table.select("model", "downscaler", "done", "missing", "errors", "nonfinite").iter_rows():
-            shown.add_row(*map(str, row))
+            shown.add_row(row[0], labels.get(row[1], row[1]), *map(str, row[2:]))
         console.print(shown)
 
 
