@@ -46,8 +46,11 @@ def changed_images(store: RecordStore, images: Sequence[ImageRef]) -> list[tuple
     from idard.measure.records import is_error
 
     names = [ref.name for ref in images]
+    scan = store.scan()
+    if "hr_sha256" not in scan.collect_schema().names():  # an object store's parts of idard 0.1.0
+        return []
     held = (
-        store.scan().filter(pl.col("image").is_in(names) & pl.col("hr_sha256").is_not_null())
+        scan.filter(pl.col("image").is_in(names) & pl.col("hr_sha256").is_not_null())
         .group_by("image", "hr_sha256").agg(only_errors=is_error().all()).collect()
     )
     recorded: dict[str, dict[str, bool]] = {}
