@@ -12,7 +12,6 @@ cannot be rewritten are listed and left as they are.
 
 from __future__ import annotations
 
-import io
 import re
 
 import polars as pl
@@ -62,9 +61,6 @@ def migrate(store: RecordStore) -> tuple[dict[str, str], dict[str, str]]:
         hit = frame["downscaler"].is_in(list(mapping)) | frame["model"].is_in(list(mapping))
         if not hit.any():
             continue
-        frame = frame.with_columns(pl.col("downscaler").replace(mapping), pl.col("model").replace(mapping))
-        buffer = io.BytesIO()
-        frame.write_parquet(buffer)
-        name = part.rsplit("/", 1)[-1]
-        store._put(part, buffer.getvalue(), partial=f"{store.records_dir}/.{name}.tmp")
+        store.replace_part(part, frame.with_columns(pl.col("downscaler").replace(mapping),
+                                                    pl.col("model").replace(mapping)))
     return mapping, failed

@@ -151,14 +151,19 @@ class RecordStore:
             if keep.height == frame.height:
                 continue
             removed += frame.height - keep.height
-            if keep.is_empty():
-                self._fs.delete_file(part)
-                continue
-            buffer = io.BytesIO()
-            keep.write_parquet(buffer)
-            name = part.rsplit("/", 1)[-1]
-            self._put(part, buffer.getvalue(), partial=f"{self.records_dir}/.{name}.tmp")
+            self.replace_part(part, keep)
         return removed
+
+    def replace_part(self, part: str, records: pl.DataFrame) -> None:
+        """Replace one part's records in one atomic step (rename, or one PUT); an empty
+        frame deletes the part. For rewrites before a run writes (`drop_records`, migrate)."""
+        if records.is_empty():
+            self._fs.delete_file(part)
+            return
+        buffer = io.BytesIO()
+        records.write_parquet(buffer)
+        name = part.rsplit("/", 1)[-1]
+        self._put(part, buffer.getvalue(), partial=f"{self.records_dir}/.{name}.tmp")
 
     def write_text(self, name: str, text: str) -> str:
         """A small text file beside the records (suite copy, run metadata), atomically."""
