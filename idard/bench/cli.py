@@ -26,6 +26,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _no_flag_metavar() -> None:
+    """Boolean flags take no value, so ``--help`` must not show one (this Typer prints
+    ``<bool>`` beside every flag, ``--help`` included): flags show no type."""
+    from typer.core import TyperOption
+
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "_idard", False):
+        return
+
+    def display_type_rich(self, *args, **kwargs):
+        return None if self.is_flag else original(self, *args, **kwargs)
+
+    display_type_rich._idard = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich
+
+
+_no_flag_metavar()
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -84,9 +103,12 @@ def downscale(
         downscaler = DOWNSCALERS.create(method)
         inputs = _inputs(src)
         for path, target in zip(inputs, _outputs(inputs, out)):
-            hr = crop_to_multiple(load_image(path), scale)
+            loaded = load_image(path)
+            hr = crop_to_multiple(loaded, scale)
+            cropped = "" if (hr.width, hr.height) == (loaded.width, loaded.height) else (
+                f"; centre-cropped {loaded.width}x{loaded.height} -> {hr.width}x{hr.height}, a multiple of {scale}")
             save_image(target, downscaler(hr, scale))
-            console.print(f"{path} -> {target} ({downscaler.id}, x{scale})", highlight=False)
+            console.print(f"{path} -> {target} ({downscaler.id}, x{scale}{cropped})", highlight=False, markup=False)
 
 
 @app.command()
@@ -110,6 +132,9 @@ def upscale(
         sr_model.to(dev)
         inputs = _inputs(src)
         single = len(inputs) == 1 and len(seed) == 1 and out.suffix
+        if out.suffix and not single:
+            err_console.print(f"note: {len(inputs)} image(s) x {len(seed)} seed(s) give several samples, so {out} is "
+                              f"a folder: writing {out}/<image>_seed<k>.png", highlight=False, markup=False)
         failed = 0
         for path in inputs:
             lr = load_image(path)
@@ -133,15 +158,24 @@ def distortion(
     dist: Annotated[Path, typer.Argument(help="Distorted (SR) image of the same size.")],
     metric: Annotated[str, typer.Option("--metric", help="lpips-alex, lpips-vgg, psnr, ssim or ms-ssim.")] = "lpips-alex",
 ) -> None:
-    """Print the distortion between two images of the same size."""
+    """Print the distortion between two images (a larger reference is centre-cropped to the other's size)."""
+    import dataclasses
+
     from idard.measure.distortions import DISTORTIONS
     from idard.measure.images import load_image, to_tensor
 
     with user_errors():
         scorer = DISTORTIONS.create(metric)
         a, b = load_image(ref), load_image(dist)
+        if a.pixels.shape != b.pixels.shape and a.width >= b.width and a.height >= b.height:
+            # An SR sample of an HR image cropped to a multiple of the scale (as `downscale`
+            # does): the reference gets the same centre crop, so the one-step chain works.
+            top, left = (a.height - b.height) // 2, (a.width - b.width) // 2
+            err_console.print(f"note: {ref} centre-cropped {a.width}x{a.height} -> {b.width}x{b.height} to match {dist}",
+                              highlight=False, markup=False)
+            a = dataclasses.replace(a, pixels=a.pixels[top:top + b.height, left:left + b.width])
         if a.pixels.shape != b.pixels.shape:
-            raise UsageError(f"{dist}: size {b.width}x{b.height} differs from {ref} ({a.width}x{a.height})")
+            raise UsageError(f"{dist}: size {b.width}x{b.height} is larger than {ref} ({a.width}x{a.height})")
         value = float(scorer(to_tensor(a.pixels), to_tensor(b.pixels))[0])
         print(f"{value:.6f}")
 
@@ -213,6 +247,25 @@ def _interruptible() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _saved_on_interrupt(out: str | None) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, say how many records the run directory holds before the
+    interrupt is reported (`_interruptible`): nothing saved is computed again."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if out is not None:
+            from idard.bench.store import RecordStore
+
+            with contextlib.suppress(Exception):
+                err_console.print(f"{RecordStore(out).count()} records are saved in {out}", highlight=False,
+                                  markup=False)
+        raise
+
+
+BaselineOption = Annotated[str | None, typer.Option(
+    help="Downscaler for paired differences, in any spelling (blur, blur(sigma=1)); 'none' for no paired "
+         "table (default: bicubic if present).")]
 IncludeUnconverged = Annotated[bool, typer.Option(
     "--include-unconverged",
     help="Put samples that missed their model's goal (PULSE's eps) in the means; by default they "
@@ -231,9 +284,11 @@ def run(
     cpus_per_worker: Annotated[int | None, typer.Option(min=1, help="CPU workers: cores (torch threads) per actor.")] = None,
     gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="Use GPUs when the cluster has them.")] = True,
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the 95% CI.")] = 1000,
-    baseline: Annotated[str | None, typer.Option(help="Downscaler id for paired differences (default: bicubic if in the suite).")] = None,
+    baseline: BaselineOption = None,
     flush_records: Annotated[int, typer.Option(min=1, help="Records per Parquet part: fewer lose less to a crash.")] = 2000,
     include_unconverged: IncludeUnconverged = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Compute error records again (e.g. a broken image was replaced).")] = False,
+    recompute_changed: Annotated[bool, typer.Option("--recompute-changed", help="Replace the records of images whose file changed (refused otherwise).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Ray's logs.")] = False,
 ) -> None:
     """Run a benchmark suite: compute the records the run directory lacks, then the IDA-RD table.
@@ -254,12 +309,13 @@ def run(
             path = suite_path if suite_path is not None else default_suite()
             target = _out(out, suite_name(path))
             extra = [f"--bootstrap={bootstrap}"] + ([f"--baseline={baseline}"] if baseline else []) + (
-                ["--include-unconverged"] if include_unconverged else [])
+                ["--include-unconverged"] if include_unconverged else []) + (
+                ["--retry-errors"] if retry_errors else []) + (["--recompute-changed"] if recompute_changed else [])
             raise typer.Exit(run_on_cluster(cluster, path, target, extra, console=console))
         # With --out known, the lease comes first: a second run on a busy directory stops
         # in a second, before loading torch and the suite's models.
         lease = RunLease(RecordStore(out)) if out is not None else None
-        with lease.hold() if lease is not None else contextlib.nullcontext():
+        with lease.hold() if lease is not None else contextlib.nullcontext(), _saved_on_interrupt(out):
             from idard.bench.jobs import run_suite
             from idard.bench.runner import RunOptions
 
@@ -267,9 +323,11 @@ def run(
             target = _out(out, suite.name)
             options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
                                  use_gpus=gpu, flush_records=flush_records, verbose=verbose)
-            summary = run_suite(suite, target, options, console, lease=lease)
-            _print_report(summary.records, target, baseline if baseline else _default_baseline(suite), bootstrap,
-                          include_unconverged)
+            summary = run_suite(suite, target, options, console, lease=lease, retry_errors=retry_errors,
+                                recompute_changed=recompute_changed)
+            _print_report(summary.records, target, _baseline(baseline, suite.downscalers), bootstrap,
+                          include_unconverged, suite={"suite": suite.name, "suite_hash": suite.digest()})
+            _print_failing(summary.failing, target)
         if summary.result is not None:
             r = summary.result
             console.print(f"computed {r.computed_tasks} records in {r.seconds:.0f} s "
@@ -278,16 +336,35 @@ def run(
                           highlight=False)
 
 
-def _default_baseline(suite) -> str | None:
-    return "bicubic" if "bicubic" in suite.downscalers else None
+#: Failing images listed in the terminal; run.json lists all of them.
+_FAILING_SHOWN = 20
 
 
-def _print_report(records, out: str, baseline: str | None, bootstrap: int, include_unconverged: bool) -> None:
-    """Reduce records to the IDA-RD table (and paired differences); print and write them."""
-    import polars as pl
+def _print_failing(failing: list[dict], out: str) -> None:
+    """Every image with error records (the first `_FAILING_SHOWN`; all in run.json)."""
+    if not failing:
+        return
+    console.print(f"{len(failing)} image(s) have error records (re-run with --retry-errors once fixed):",
+                  highlight=False)
+    for row in failing[:_FAILING_SHOWN]:
+        console.print(f"  {row['image']}: {row['records']} record(s): {row['error']}", highlight=False, markup=False)
+    if len(failing) > _FAILING_SHOWN:
+        console.print(f"  ... and {len(failing) - _FAILING_SHOWN} more: all in {out}/run.json", highlight=False)
 
+
+def _baseline(option: str | None, downscalers) -> str | None:
+    """``--baseline``: ``none`` turns paired differences off; the default is bicubic when present."""
+    if option is not None:
+        return None if option.strip().lower() == "none" else option
+    return "bicubic" if "bicubic" in downscalers else None
+
+
+def _print_report(records, out: str, baseline: str | None, bootstrap: int, include_unconverged: bool, *,
+                  formats: tuple[str, ...] | None = None, suite: dict | None = None) -> None:
+    """Reduce records to the IDA-RD table (and paired differences); print and write them.
+    The table is always written, whatever happens to the paired comparison."""
     from idard.bench.reduce import build_report
-    from idard.bench.report import rich_paired_table, rich_table, write_reports
+    from idard.bench.report import DEFAULT_FORMATS, rich_paired_table, rich_table, write_reports
     from idard.bench.store import without_duplicates
 
     records, extra = without_duplicates(records)
@@ -295,36 +372,42 @@ def _print_report(records, out: str, baseline: str | None, bootstrap: int, inclu
         err_console.print(f"warning: {out} holds {extra} extra cop{'y' if extra == 1 else 'ies'} of record keys "
                           "(two runs wrote into it at once?); each key is counted once", highlight=False)
     report = build_report(records, baseline=baseline, n_boot=bootstrap, include_unconverged=include_unconverged)
-    written = write_reports(report.table, out, report.paired, unconverged_in_mean=report.include_unconverged)
+    meta = {**report.reduction(), **(suite or {})}
+    written = write_reports(report.table, out, report.paired, unconverged_in_mean=report.include_unconverged,
+                            formats=formats or DEFAULT_FORMATS, meta=meta)
     console.print(rich_table(report.table, unconverged_in_mean=report.include_unconverged))
     if report.paired is not None and report.paired.height:
         console.print(rich_paired_table(report.paired))
+    if report.paired_error:
+        err_console.print(report.paired_error, highlight=False, markup=False)
     left_out = report.table["n_unconverged"].fill_null(0).sum()
     if left_out and not report.include_unconverged:
         console.print(f"{left_out} unconverged samples are left out of the means (as the reference PULSE drops "
                       "them): a downscaler whose LR the model cannot match keeps only its easy samples. "
                       "Compare with --include-unconverged.", highlight=False)
-    errors = records.filter(pl.col("error").is_not_null()).select("image", "downscaler", "error").unique().collect()
-    if errors.height:
-        console.print(f"{errors.height} (image, downscaler) pairs have error records, e.g. "
-                      f"{errors.row(0)[0]} / {errors.row(0)[1]}: {errors.row(0)[2]}", highlight=False)
     console.print(f"tables: {', '.join(written)}", highlight=False)
 
 
 @app.command()
 def report(
     run_dir: Annotated[str, typer.Argument(help="Run directory (or object-store URI) holding records/.")],
-    baseline: Annotated[str | None, typer.Option(help="Downscaler id for paired differences (default: bicubic if present).")] = None,
+    baseline: BaselineOption = None,
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the 95% CI.")] = 1000,
     include_unconverged: IncludeUnconverged = False,
+    out: Annotated[str | None, typer.Option("--out", help="Folder (or URI) for the tables (default: the run directory).")] = None,
+    formats: Annotated[str, typer.Option("--format", help="Comma-separated: md, csv, parquet, json.")] = "md,csv,parquet",
 ) -> None:
     """Reduce a run directory's records to the IDA-RD table (downscaler x model x scale)."""
+    import json
+
     import polars as pl
 
     from idard.bench.reduce import scan_records
+    from idard.bench.report import parse_formats
     from idard.bench.store import RecordStore, skipped_part_notes
 
     with user_errors():
+        chosen = parse_formats(formats)
         store = RecordStore(run_dir)
         records = scan_records(store)  # FileNotFoundError naming the directory when empty
         for line in skipped_part_notes(store):
@@ -332,7 +415,34 @@ def report(
         if baseline is None:
             has_bicubic = records.filter(pl.col("downscaler") == "bicubic").head(1).collect().height > 0
             baseline = "bicubic" if has_bicubic else None
-        _print_report(records, run_dir, baseline, bootstrap, include_unconverged)
+        elif baseline.strip().lower() == "none":
+            baseline = None
+        try:
+            last = json.loads(RecordStore(run_dir).read_text("run.json") or "{}")
+        except json.JSONDecodeError:
+            last = {}
+        suite = {k: last[k] for k in ("suite", "suite_hash") if k in last} if isinstance(last, dict) else {}
+        _print_report(records, out or run_dir, baseline, bootstrap, include_unconverged, formats=chosen, suite=suite)
+
+
+@app.command()
+def migrate(
+    run_dir: Annotated[str, typer.Argument(help="Run directory (or URI) written by idard 0.1.0.")],
+) -> None:
+    """Rewrite record ids written with absolute paths (idard 0.1.0) to today's path-free ids."""
+    from idard.bench.migrate import migrate as rewrite
+    from idard.bench.store import RecordStore
+
+    with user_errors():
+        mapping, failed = rewrite(RecordStore(run_dir))
+        for old, new in mapping.items():
+            console.print(f"{old} -> {new}", highlight=False, markup=False)
+        for old, why in failed.items():
+            err_console.print(f"left as is: {old}: {why}", highlight=False, markup=False)
+        console.print(f"{len(mapping)} id(s) rewritten in {run_dir}" if mapping or failed
+                      else f"{run_dir}: nothing to migrate", highlight=False)
+        if failed:
+            raise typer.Exit(1)
 
 
 @app.command()
@@ -345,6 +455,9 @@ def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
     with user_errors():
         suite = _suite(suite_path)
         target = _out(out, suite.name)
+        if "://" not in target and not Path(target).is_dir():
+            err_console.print(f"warning: run directory {target} does not exist: nothing is done yet "
+                              "(pass --out RUN_DIR if the run is elsewhere)", highlight=False, markup=False)
         plan, table = suite_status(suite, target)
         _tell_status_problems(target)
         for line in plan_notes(plan):
@@ -353,8 +466,11 @@ def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
                       title_justify="left")
         for column in ("model", "downscaler", "done", "missing", "errors", "nonfinite"):
             shown.add_column(column, justify="left" if column in ("model", "downscaler") else "right")
+        from idard.measure.downscalers import DOWNSCALERS
+
+        labels = DOWNSCALERS.labels(table["downscaler"].to_list())  # blur(sigma=1.0) beside blur(sigma=2.0)
         for row in table.select("model", "downscaler", "done", "missing", "errors", "nonfinite").iter_rows():
-            shown.add_row(*map(str, row))
+            shown.add_row(row[0], labels.get(row[1], row[1]), *map(str, row[2:]))
         console.print(shown)
 
 
@@ -393,7 +509,7 @@ def weights(suite_path: SuiteOption = None) -> None:
         failed = False
         for model_id in suite.models:
             try:
-                files = MODELS.create(model_id).weight_files()
+                files = MODELS.create(suite.spec(model_id)).weight_files()
             except (FileNotFoundError, ValueError) as exc:
                 shown.add_row(model_id, escape(str(exc)), "—", "MISSING")
                 failed = True
@@ -442,12 +558,19 @@ def train_srflow(
     seed: Annotated[int, typer.Option(help="Seed for initialisation, crops and dequantisation noise.")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     blind: Annotated[bool, typer.Option("--blind/--bicubic-only", help="LR bicubic plus random degradations, or bicubic only (default, as the committed model).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists (the shipped model included).")] = False,
 ) -> None:
     """Train the embedded smoke-test SRFlow (TINY_4X, 4x) on photographs bundled in packages.
 
-    This is the command that made the committed weights of ``srflow-tiny-4x``.
+    This is the command that made the committed weights of ``srflow-tiny-4x``; it never
+    replaces an existing file (the shipped model is the default OUT) without --force.
     """
     from idard.measure.models.srflow.training import TrainingSettings, train
+
+    if out.exists() and not force:
+        err_console.print(f"error: {out} exists (the default is the shipped model's file): pass --out NEW.safetensors, "
+                          "or --force to overwrite it", highlight=False, markup=False)
+        raise typer.Exit(2)
 
     train(out, TrainingSettings(steps=steps, seed=seed, threads=threads, blind=blind), log=lambda line: print(line, flush=True))
 

@@ -16,7 +16,6 @@ import yaml
 from rich.console import Console
 
 import idard
-from idard import __version__
 from idard.bench.lease import RunLease
 from idard.bench.plan import Plan, make_plan
 from idard.bench.progress import RunProgress
@@ -25,23 +24,31 @@ from idard.bench.store import RecordStore, without_duplicates
 from idard.bench.suite import Suite, SuiteError, suite_document
 
 QUICKSTART = "benchmark/quickstart.yaml"
+#: The copy of the quickstart suite inside the package: what an installed wheel runs.
+PACKAGED_QUICKSTART = Path(idard.__file__).resolve().parent / "suites" / "quickstart.yaml"
 
 
 def default_suite() -> Path:
-    """``benchmark/quickstart.yaml`` of the working directory, else of this checkout."""
-    for candidate in (Path(QUICKSTART), Path(idard.__file__).resolve().parents[1] / QUICKSTART):
+    """``benchmark/quickstart.yaml`` of the working directory, else of this checkout, else
+    the copy inside the package (a wheel installed anywhere runs it from any folder)."""
+    for candidate in (Path(QUICKSTART), Path(idard.__file__).resolve().parents[1] / QUICKSTART, PACKAGED_QUICKSTART):
         if candidate.is_file():
             return candidate
     raise SuiteError(f"no suite given and no {QUICKSTART} here or beside the idard package: pass --suite FILE")
 
 
-def suite_records(store: RecordStore, suite: Suite, image_names: list[str]) -> pl.LazyFrame:
-    """The store's records that belong to ``suite`` (a run dir may hold several suites')."""
-    return store.scan().filter(
+def suite_keys(suite: Suite, image_names: list[str]) -> pl.Expr:
+    """True for records whose key belongs to ``suite``."""
+    return (
         pl.col("image").is_in(image_names) & pl.col("downscaler").is_in(list(suite.downscalers))
         & pl.col("model").is_in(list(suite.models)) & pl.col("metric").is_in(list(suite.metrics))
         & pl.col("seed").is_in(list(suite.seeds))
     )
+
+
+def suite_records(store: RecordStore, suite: Suite, image_names: list[str]) -> pl.LazyFrame:
+    """The store's records that belong to ``suite`` (a run dir may hold several suites')."""
+    return store.scan().filter(suite_keys(suite, image_names))
 
 
 @dataclasses.dataclass
@@ -49,30 +56,100 @@ class RunSummary:
     plan: Plan
     result: RunResult | None  # None when there was nothing to compute
     records: pl.LazyFrame  # the suite's records, all of them, after the run
+    failing: list[dict[str, object]] = dataclasses.field(default_factory=list)  # images with error records
 
 
-def run_suite(suite: Suite, out: str | Path, options: RunOptions, console: Console,
-              lease: RunLease | None = None) -> RunSummary:
+def _prepare_store(suite: Suite, store: RecordStore, images: list, console: Console, *,
+                   retry_errors: bool, recompute_changed: bool) -> dict[str, int]:
+    """Before planning: notice old ids, refuse (or drop) records of changed files, drop
+    error records to retry. Returns what was dropped, for run.json."""
+    from idard.bench.migrate import legacy_notice
+    from idard.bench.plan import ChangedInputError, changed_images, changed_input_message
+    from idard.measure.records import is_error
+
+    notice = legacy_notice(store)
+    if notice:
+        console.print(notice, highlight=False, markup=False)
+    dropped = {"changed_images": 0, "changed_records": 0, "retried_errors": 0}
+    changed = changed_images(store, images)
+    fixed = [ref.name for ref, _, _, only_errors in changed if only_errors]
+    changed = [c for c in changed if not c[3]]
+    if changed and not recompute_changed:
+        raise ChangedInputError(changed_input_message(store.run_dir, changed))
+    if fixed:  # a broken file replaced: its error records are computed again, nothing else is at stake
+        dropped["retried_errors"] += store.drop_records(pl.col("image").is_in(fixed) & is_error())
+        console.print(f"{len(fixed)} image(s) with error records changed since: computed again", highlight=False)
+    if changed:
+        names = [ref.name for ref, _, _, _ in changed]
+        dropped["changed_images"] = len(names)
+        dropped["changed_records"] = store.drop_records(pl.col("image").is_in(names))
+        console.print(f"{len(names)} changed image(s): their {dropped['changed_records']} records are recomputed",
+                      highlight=False)
+    if retry_errors:
+        mine = suite_keys(suite, [ref.name for ref in images])
+        dropped["retried_errors"] += store.drop_records(mine & is_error())
+        console.print(f"--retry-errors: {dropped['retried_errors']} error record(s) are computed again", highlight=False)
+    return dropped
+
+
+def failing_images(records: pl.LazyFrame) -> list[dict[str, object]]:
+    """Every image with error records: how many, and its first error message."""
+    from idard.measure.records import is_error
+
+    frame = (records.filter(is_error()).group_by("image")
+             .agg(records=pl.len(), error=pl.col("error").sort().first()).sort("image").collect())
+    return frame.to_dicts()
+
+
+def _history(store: RecordStore) -> list[dict[str, object]]:
+    """The entries of earlier runs from ``run.json`` (an idard 0.1.0 file is one entry)."""
+    text = store.read_text("run.json")
+    if not text:
+        return []
+    try:
+        old = json.loads(text)
+    except json.JSONDecodeError:
+        return []
+    if isinstance(old, dict) and isinstance(old.get("runs"), list):
+        return old["runs"]
+    return [old] if isinstance(old, dict) else []
+
+
+def run_suite(suite: Suite, out: str | Path, options: RunOptions, console: Console, *,
+              lease: RunLease | None = None, retry_errors: bool = False,
+              recompute_changed: bool = False) -> RunSummary:
     """Compute what ``out`` lacks of ``suite``; everything already there is kept as is.
 
     The run holds the run directory's lease from before it plans until its last write, so
     a second run on the same directory stops at once, naming this one. A caller that took
     the lease already (the CLI, before its slow imports) passes it as ``lease``.
+    ``retry_errors`` computes error records again (a broken image replaced by a good one);
+    ``recompute_changed`` replaces the records of images whose file changed, which are
+    otherwise refused with `ChangedInputError`.
     """
+    flags = {"retry_errors": retry_errors, "recompute_changed": recompute_changed}
     if lease is not None and lease.held:
-        return _run_holding_lease(suite, lease.store, options, console)
+        return _run_holding_lease(suite, lease.store, options, console, **flags)
     store = RecordStore(out)
     with RunLease(store).hold():
-        return _run_holding_lease(suite, store, options, console)
+        return _run_holding_lease(suite, store, options, console, **flags)
 
 
-def _run_holding_lease(suite: Suite, store: RecordStore, options: RunOptions, console: Console) -> RunSummary:
+def _run_holding_lease(suite: Suite, store: RecordStore, options: RunOptions, console: Console, *,
+                       retry_errors: bool, recompute_changed: bool) -> RunSummary:
+    from idard.bench.sources import scan_sources
+    from idard.provenance import code_version, library_versions, lpips_trunks
+
     for path, why in store.quarantine():
         console.print(f"moved unreadable part to {path} ({why}); its keys are computed again", highlight=False)
     removed = store.remove_partials()
     if removed:
         console.print(f"removed {removed} partial file(s) left by an interrupted run", highlight=False)
-    plan = make_plan(suite, store)
+    listing = scan_sources(list(suite.images), Path(suite.base_dir))
+    images = listing.refs
+    dropped = _prepare_store(suite, store, images, console, retry_errors=retry_errors,
+                             recompute_changed=recompute_changed)
+    plan = make_plan(suite, store, images, listing.skipped)
     for line in plan_notes(plan):
         console.print(line, highlight=False)
     copy = suite_copy_name(store, suite)
@@ -80,22 +157,29 @@ def _run_holding_lease(suite: Suite, store: RecordStore, options: RunOptions, co
     if copy != SUITE_COPY:
         console.print(f"{store.run_dir}/{SUITE_COPY} is not a copy written by idard (the suite itself?): "
                       f"left as is; the run's copy of the suite is {copy}", highlight=False)
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     result = None
     if plan.units:
         result = execute(plan, store, options, RunProgress(console))
     else:
         console.print(f"nothing to compute: all {plan.total_tasks} records of suite {suite.name!r} "
                       f"are in {store.run_dir}", highlight=False)
-    meta = {
-        "suite": suite.name, "suite_hash": suite.digest(), "code_version": __version__,
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    records = suite_records(store, suite, [ref.name for ref in plan.images])
+    failing = failing_images(records)
+    entry = {
+        "suite": suite.name, "suite_hash": suite.digest(), "code_version": code_version(),
+        "started_at": started, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "total_tasks": plan.total_tasks, "already_done": plan.done_tasks,
         "computed": result.computed_tasks if result else 0,
         "seconds": round(result.seconds, 2) if result else 0.0,
         "workers": result.workers if result else [],
+        "options": {"retry_errors": retry_errors, "recompute_changed": recompute_changed, **dropped},
+        "libraries": library_versions(), "lpips_trunks": lpips_trunks(list(suite.metrics)),
+        "failing_images": failing,
     }
-    store.write_text("run.json", json.dumps(meta, indent=2) + "\n")
-    return RunSummary(plan, result, suite_records(store, suite, [ref.name for ref in plan.images]))
+    runs = [*_history(store), entry]
+    store.write_text("run.json", json.dumps({**entry, "runs": runs}, indent=2, default=str) + "\n")
+    return RunSummary(plan, result, records, failing)
 
 
 #: The run directory's copy of its suite, loadable with ``--suite`` (it names absolute paths).
@@ -122,14 +206,18 @@ def plan_notes(plan: Plan) -> list[str]:
 
 
 def suite_status(suite: Suite, out: str | Path) -> tuple[Plan, pl.DataFrame]:
-    """Done and missing records per (model, downscaler) for a suite and a run dir."""
+    """Done and missing records per (model, downscaler) for a suite and a run dir: errors
+    (the image or unit failed) and non-finite samples (the model's) counted apart."""
+    from idard.measure.records import is_error
+
     store = RecordStore(out)
     plan = make_plan(suite, store)
     records, _ = without_duplicates(suite_records(store, suite, [ref.name for ref in plan.images]))
     held = (
         records
         .group_by("model", "downscaler")
-        .agg(done=pl.len(), errors=pl.col("error").is_not_null().sum(), nonfinite=(~pl.col("finite")).sum())
+        .agg(done=pl.len(), errors=is_error().sum(),
+             nonfinite=(~pl.col("finite").fill_null(False) & ~is_error()).sum())
         .collect()
     )
     per_pair = len(plan.images) * len(suite.metrics) * len(suite.seeds)

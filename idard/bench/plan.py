@@ -6,15 +6,18 @@ streaming, so the store may hold millions of records), and groups the rest by (i
 model): one work unit decodes its HR image once, downscales it once per downscaler and
 draws all the seeds it needs in batched model calls, on one worker.
 
-Identity: a model's id says its family, weights path and temperature, so a new heat is a
-new model and nothing is reused for it. New weights behind an unchanged path would keep
-the id, so the planner also compares weights hashes and refuses to mix: records made with
-other weights are never silently counted as this model's.
+Identity: a model's id says its family, weights file name and temperature, so a new heat
+is a new model and nothing is reused for it. Ids never hold paths (a suite and its run
+directory can move between machines), so new weights under an unchanged file name keep
+the id: the planner compares weights hashes and refuses to mix, and records made with
+other weights are never silently counted as this model's. Work units carry each
+plug-in's id (the record key) and its spec (how to build it on the worker's machine).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator, Sequence
 
 import polars as pl
@@ -28,6 +31,51 @@ from idard.measure.models import MODELS
 
 class StaleRecordsError(ValueError):
     """The store holds records of a model id made with different weights."""
+
+
+class ChangedInputError(ValueError):
+    """An HR file changed under a key the store holds records of."""
+
+
+def changed_images(store: RecordStore, images: Sequence[ImageRef]) -> list[tuple[ImageRef, str, str, bool]]:
+    """(image, recorded SHA-256, current SHA-256, only_errors) of every image whose file
+    changed since records of it were computed; ``only_errors`` when all those records are
+    error records (a broken file since replaced: nothing computed is at stake). Reads the
+    bytes of each image the store has records of (records made before hashes were
+    recorded are not checked)."""
+    from idard.measure.records import is_error
+
+    names = [ref.name for ref in images]
+    scan = store.scan()
+    if "hr_sha256" not in scan.collect_schema().names():  # an object store's parts of idard 0.1.0
+        return []
+    held = (
+        scan.filter(pl.col("image").is_in(names) & pl.col("hr_sha256").is_not_null())
+        .group_by("image", "hr_sha256").agg(only_errors=is_error().all()).collect()
+    )
+    recorded: dict[str, dict[str, bool]] = {}
+    for image, digest, only_errors in held.iter_rows():
+        recorded.setdefault(image, {})[digest] = only_errors
+    changed = []
+    for ref in images:
+        if ref.name not in recorded:
+            continue
+        try:
+            current = hashlib.sha256(ref.read()).hexdigest()
+        except OSError:
+            continue  # unreadable now: the run's own read turns it into error records
+        stale = sorted(d for d in recorded[ref.name] if d != current)
+        if stale:
+            changed.append((ref, stale[0], current, all(recorded[ref.name][d] for d in stale)))
+    return changed
+
+
+def changed_input_message(run_dir: str, changed: list[tuple[ImageRef, str, str, bool]]) -> str:
+    shown = "; ".join(f"{ref.name} ({ref.location}: sha256 {old[:12]}… -> {new[:12]}…)" for ref, old, new, _ in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return (f"{run_dir} holds records of {len(changed)} image(s) whose file changed since: {shown}{more}; "
+            "records of different inputs must not mix: pass --recompute-changed to replace their records, "
+            "or run into a new --out")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,10 +98,16 @@ class WorkUnit:
     image: ImageRef
     model: str
     items: tuple[Item, ...]
+    #: (id, spec) of the unit's plug-ins: ids are record keys, specs what the worker builds.
+    specs: tuple[tuple[str, str], ...] = ()
 
     @property
     def tasks(self) -> int:
         return sum(item.tasks for item in self.items)
+
+    def spec(self, plugin_id: str) -> str:
+        """How to build plug-in ``plugin_id`` on the worker (its id when no spec is known)."""
+        return dict(self.specs).get(plugin_id, plugin_id)
 
 
 @dataclasses.dataclass
@@ -94,7 +148,7 @@ def check_weights(suite: Suite, store: RecordStore) -> None:
         .select("model", "weights_hash").unique().collect()
     )
     for model_id, old_hash in held.iter_rows():
-        current = MODELS.create(model_id).weights_hash
+        current = MODELS.create(suite.spec(model_id)).weights_hash
         if old_hash != current:
             raise StaleRecordsError(
                 f"{store.run_dir} holds records of {model_id} made with weights sha256 {old_hash[:12]}…, "
@@ -103,7 +157,7 @@ def check_weights(suite: Suite, store: RecordStore) -> None:
             )
 
 
-def _units(todo: pl.DataFrame, refs: dict[str, ImageRef]) -> Iterator[WorkUnit]:
+def _units(todo: pl.DataFrame, refs: dict[str, ImageRef], specs: tuple[tuple[str, str], ...] = ()) -> Iterator[WorkUnit]:
     """Group missing keys by (image, model), then by the seeds and metrics they share."""
     by_item = (
         todo.group_by("image", "model", "downscaler", "metric", maintain_order=True)
@@ -116,14 +170,17 @@ def _units(todo: pl.DataFrame, refs: dict[str, ImageRef]) -> Iterator[WorkUnit]:
             Item(downscaler, tuple(seeds), tuple(metrics))
             for downscaler, seeds, metrics in part.select("downscaler", "seed", "metric").iter_rows()
         )
-        yield WorkUnit(refs[image], model, items)
+        used = {model, *(item.downscaler for item in items), *(m for item in items for m in item.metrics)}
+        yield WorkUnit(refs[image], model, items, tuple((i, spec) for i, spec in specs if i in used))
 
 
-def make_plan(suite: Suite, store: RecordStore, images: list[ImageRef] | None = None) -> Plan:
-    """Expand ``suite`` and subtract ``store``: the work left to do."""
+def make_plan(suite: Suite, store: RecordStore, images: list[ImageRef] | None = None,
+              skipped: dict[str, tuple[int, str]] | None = None) -> Plan:
+    """Expand ``suite`` and subtract ``store``: the work left to do. ``images`` (and the
+    entries ``skipped`` while listing them) are listed from the suite when not given."""
     from pathlib import Path
 
-    skipped: dict[str, tuple[int, str]] = {}
+    skipped = dict(skipped or {})
     if images is None:
         listing = scan_sources(list(suite.images), Path(suite.base_dir))
         images, skipped = listing.refs, listing.skipped
@@ -135,6 +192,6 @@ def make_plan(suite: Suite, store: RecordStore, images: list[ImageRef] | None = 
     order = {ref.name: i for i, ref in enumerate(images)}
     todo = todo.sort(pl.col("image").replace_strict(order, return_dtype=pl.Int64), maintain_order=True)
     total = len(images) * len(suite.downscalers) * len(suite.models) * len(suite.metrics) * len(suite.seeds)
-    units = list(_units(todo, {ref.name: ref for ref in images}))
+    units = list(_units(todo, {ref.name: ref for ref in images}, suite.specs))
     return Plan(suite=suite, images=images, units=units, total_tasks=total, done_tasks=total - todo.height,
                 skipped=skipped)

@@ -59,8 +59,9 @@ class RunProgress:
         if now - self._last_line >= self.every or self.done == self.total:
             self._last_line = now
             eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+            # markup=False: "[w1: 2.0/s]" is text, not a Rich style tag to be swallowed
             self.console.print(f"{self.done}/{self.total} records  {rate:.1f}/s  ETA {eta:.0f} s  "
-                               f"[{self._workers_text()}]", highlight=False)
+                               f"[{self._workers_text()}]", highlight=False, markup=False)
 
     def note(self, message: str) -> None:
         (self._bar.console if self._bar is not None else self.console).print(message, highlight=False)

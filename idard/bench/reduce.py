@@ -33,7 +33,7 @@ REPORT_KEYS = ("downscaler", "model", "metric", "scale")
 #: The record columns the reduction reads; the store's other columns are never loaded.
 REPORT_COLUMNS = (*KEY_COLUMNS, "scale", "value", "finite")
 #: Read too when present (records of frames made before the column existed lack it).
-OPTIONAL_COLUMNS = ("converged",)
+OPTIONAL_COLUMNS = ("converged", "error", "higher_is_better")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,16 @@ class Report:
     n_boot: int
     seed: int
     include_unconverged: bool = False
+    ci: float = 0.95
+    #: Why there are no paired differences although a baseline was asked for (the table
+    #: is still complete): e.g. the baseline has no finite converged records.
+    paired_error: str | None = None
+
+    def reduction(self) -> dict[str, object]:
+        """How the tables were reduced, written beside them so a table says how it was made."""
+        return {"n_boot": self.n_boot, "bootstrap_seed": self.seed, "ci_level": self.ci,
+                "baseline": self.baseline,
+                "unconverged": "in the means" if self.include_unconverged else "left out of the means"}
 
 
 def scan_records(run_dir: str | Path | RecordStore) -> pl.LazyFrame:
@@ -93,16 +103,81 @@ def build_report(
     the records held at once; lowering it trades passes over the records for memory.
     ``include_unconverged`` puts samples that missed their model's goal (PULSE's eps) in
     the means instead of leaving them out (see `idard.measure.statistics`); either way
-    the table counts them. Raises `ValueError` naming ``baseline`` when it has no finite
-    records.
+    the table counts them. ``baseline`` may be any spelling of a downscaler in the records;
+    an unknown one raises `SpecError` ("unknown downscaler", with the known ones). A
+    baseline without usable records leaves ``paired`` None and says why in
+    ``paired_error``: the IDA-RD table is always complete.
     """
     lf = _needed(records.lazy())
     keys = list(REPORT_KEYS)
-    paired = None
+    paired, paired_error = None, None
     if baseline is not None:  # first: an unknown baseline fails before the long bootstrap
-        paired = paired_differences(lf, baseline, by=keys, n_boot=n_boot, seed=seed, max_rows=max_rows,
-                                    include_unconverged=include_unconverged)
-    table = ida_rd_table(lf, by=keys, n_boot=n_boot, seed=seed, max_rows=max_rows,
-                         include_unconverged=include_unconverged)
+        baseline = resolve_baseline(lf, baseline)
+    table = with_direction(ida_rd_table(lf, by=keys, n_boot=n_boot, seed=seed, max_rows=max_rows,
+                                        include_unconverged=include_unconverged), lf)
+    if baseline is not None:
+        try:
+            paired = paired_differences(lf, baseline, by=keys, n_boot=n_boot, seed=seed, max_rows=max_rows,
+                                        include_unconverged=include_unconverged)
+        except ValueError as exc:  # no usable baseline records: the table still stands
+            hint = "" if include_unconverged else "; --include-unconverged puts unconverged samples in the means"
+            paired_error = f"no paired differences: {exc}{hint}"
+        else:
+            paired = with_loss_direction(paired, table)
     return Report(table=table, paired=paired, baseline=baseline, n_boot=n_boot, seed=seed,
-                  include_unconverged=include_unconverged)
+                  include_unconverged=include_unconverged, paired_error=paired_error)
+
+
+def resolve_baseline(records: pl.LazyFrame, baseline: str) -> str:
+    """The downscaler id of the records that ``baseline`` means, in any spelling
+    (``blur``, ``blur(sigma=1)``, ``blur(sigma=1.0)``); an unknown one raises `ValueError`
+    saying "unknown downscaler" and listing the known ones."""
+    from idard.measure.downscalers import DOWNSCALERS
+
+    known = records.select("downscaler").unique().collect()["downscaler"].drop_nulls().to_list()
+    return DOWNSCALERS.match(baseline, known)
+
+
+def _directions(records: pl.LazyFrame, metrics: list[str]) -> dict[str, bool]:
+    """metric id -> higher_is_better: from the records, else from the metric registry."""
+    out: dict[str, bool] = {}
+    if "higher_is_better" in records.collect_schema().names():
+        known = (records.filter(pl.col("higher_is_better").is_not_null())
+                 .group_by("metric").agg(pl.col("higher_is_better").first()).collect())
+        out.update(dict(known.iter_rows()))
+    missing = [m for m in metrics if m not in out]
+    if missing:  # records of an older idard: ask the registry (imports torch, once)
+        from idard.measure.distortions import DISTORTIONS
+        from idard.measure.registry import SpecError
+
+        for metric in missing:
+            try:
+                out[metric] = bool(DISTORTIONS.create(metric).higher_is_better)
+            except SpecError:
+                out[metric] = False
+    return out
+
+
+def with_direction(table: pl.DataFrame, records: pl.LazyFrame) -> pl.DataFrame:
+    """``table`` with ``higher_is_better`` per metric, so that tables can sort and sign every
+    metric the same way: from least to most information lost."""
+    directions = _directions(records, table["metric"].unique().to_list())
+    return table.with_columns(
+        higher_is_better=pl.col("metric").replace_strict(directions, default=False, return_dtype=pl.Boolean))
+
+
+def with_loss_direction(paired: pl.DataFrame, table: pl.DataFrame) -> pl.DataFrame:
+    """Paired differences with ``loss_diff``, ``loss_ci_low``, ``loss_ci_high``: the
+    difference signed so that positive means "loses more information than the baseline"
+    for every metric (for PSNR, SSIM, MS-SSIM the raw difference is negated), and
+    ``p_floor``, the smallest two-sided Wilcoxon p that ``n_images`` images can give
+    (2 / 2**n: with 4 images 0.125, so no test on 4 images can reach 0.05)."""
+    directions = dict(table.select("metric", "higher_is_better").unique().iter_rows())
+    sign = pl.when(pl.col("metric").replace_strict(directions, default=False, return_dtype=pl.Boolean)) \
+        .then(pl.lit(-1.0)).otherwise(pl.lit(1.0))
+    return paired.with_columns(
+        loss_diff=pl.col("mean_diff") * sign,
+        loss_ci_low=pl.when(sign > 0).then(pl.col("ci_low")).otherwise(-pl.col("ci_high")),
+        loss_ci_high=pl.when(sign > 0).then(pl.col("ci_high")).otherwise(-pl.col("ci_low")),
+        p_floor=(2.0 / pl.lit(2.0).pow(pl.col("n_images").cast(pl.Float64))).clip(upper_bound=1.0),
+    )

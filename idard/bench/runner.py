@@ -129,7 +129,7 @@ def _read(unit: WorkUnit) -> bytes | Exception:
 
 def unit_error_records(unit: WorkUnit, error: str, suite_hash: str) -> pl.DataFrame:
     """Error records for every key of a unit that no worker could compute."""
-    model = MODELS.create(unit.model)
+    model = MODELS.create(unit.spec(unit.model))
     rows = [
         {"image": unit.image.name, "downscaler": item.downscaler, "model": unit.model, "metric": metric,
          "seed": seed, "scale": model.scale, "value": float("nan"), "finite": False, "error": error,
@@ -299,6 +299,19 @@ class _Pool:
         return any(self.alive)
 
 
+def _final_infos(pool: _Pool, timeout: float = 10.0) -> None:
+    """Ask the live workers once more who they are, now that they have loaded their models:
+    run.json's worker list names the models each one loaded (at start it holds none)."""
+    import ray
+
+    live = {i: pool.actors[i].info.remote() for i in range(len(pool.actors)) if pool.alive[i]}
+    for index, ref in live.items():
+        try:
+            pool.infos[index] = ray.get(ref, timeout=timeout)
+        except Exception:  # noqa: BLE001 - a worker lost at the very end keeps its first answer
+            continue
+
+
 def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunProgress) -> RunResult:
     """Compute every unit of ``plan`` on Ray and write the records to ``store``."""
     import ray
@@ -380,6 +393,7 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
         term.__exit__()
         writer.flush()
         progress.stop()
+        _final_infos(pool)
         for actor in actors:
             ray.kill(actor, no_restart=True)
     return RunResult(computed_tasks=progress.computed, written_records=writer.written, failed_units=failed_units,

@@ -261,6 +261,45 @@ class RecordStore:
         with self._fs.open_input_stream(target) as stream:
             return stream.read()
 
+    def read_text(self, name: str) -> str | None:
+        """A small text file beside the records (``run.json``), or None when absent."""
+        target = f"{self._root}/{name}"
+        try:
+            with self._fs.open_input_stream(target) as stream:
+                return stream.read().decode()
+        except (FileNotFoundError, OSError):
+            return None
+
+    def drop_records(self, predicate: pl.Expr) -> int:
+        """Remove the records matching ``predicate`` (``--retry-errors``,
+        ``--recompute-changed``); returns how many were removed.
+
+        Each part holding such records is replaced, in one atomic step (rename on a disk,
+        one PUT on an object store), by a part with the other records: a crash leaves the
+        old part or the new one, never both, so no key is ever held twice and nothing
+        else is lost. Must run before the run writes (one writer per run directory).
+        """
+        removed = 0
+        for part in self.parts():
+            frame = self.scan([part]).collect()
+            keep = frame.filter(~predicate.fill_null(False))
+            if keep.height == frame.height:
+                continue
+            removed += frame.height - keep.height
+            self.replace_part(part, keep)
+        return removed
+
+    def replace_part(self, part: str, records: pl.DataFrame) -> None:
+        """Replace one part's records in one atomic step (rename, or one PUT); an empty
+        frame deletes the part. For rewrites before a run writes (`drop_records`, migrate)."""
+        if records.is_empty():
+            self._fs.delete_file(part)
+            return
+        buffer = io.BytesIO()
+        records.write_parquet(buffer)
+        name = part.rsplit("/", 1)[-1]
+        self._put(part, buffer.getvalue(), partial=f"{self.records_dir}/.{name}.tmp")
+
     def write_text(self, name: str, text: str) -> str:
         """A small text file beside the records (suite copy, run metadata), atomically."""
         return self.write_bytes(name, text.encode())

@@ -76,26 +76,35 @@ class Suite:
     description: str = ""
     base_dir: str = "."  # where relative image sources are resolved
     path: str = ""  # the file it came from, for messages
+    #: (id, spec) of every plug-in: the id is the record key (no paths), the spec what a
+    #: worker builds the plug-in from on its machine (paths resolved against base_dir).
+    specs: tuple[tuple[str, str], ...] = ()
 
     @property
     def samples(self) -> int:
         return len(self.seeds)
 
+    def spec(self, plugin_id: str) -> str:
+        """The spec to build plug-in ``plugin_id`` from (the id itself if none is known)."""
+        return dict(self.specs).get(plugin_id, plugin_id)
+
     def digest(self) -> str:
-        """Hash of what the suite computes (not its name or description): its provenance."""
+        """Hash of what the suite computes (not its name, description or where it sits):
+        its provenance. Plug-ins enter by id, which names files by name and content."""
         content = {k: getattr(self, k) for k in ("images", "downscalers", "models", "metrics",
-                                                  "seeds", "hr_policy", "base_dir")}
+                                                  "seeds", "hr_policy")}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "specs"}
 
 
 def suite_document(suite: Suite) -> dict[str, Any]:
     """The suite as a YAML mapping that `load_suite` accepts from any folder.
 
-    Local image sources become absolute (a run directory's copy is read from the run
-    directory, not from the suite's folder); plug-in ids already carry absolute paths.
+    Local image sources become absolute and plug-ins are written as the specs they were
+    built from (paths resolved), not as their ids (which name files by name and content):
+    a run directory's copy is read from the run directory, not from the suite's folder.
     """
     base = Path(suite.base_dir)
     images = [s if s.startswith("bundled:") or "://" in s or Path(s).expanduser().is_absolute()
@@ -104,7 +113,8 @@ def suite_document(suite: Suite) -> dict[str, Any]:
     if suite.description:
         document["description"] = suite.description
     document.update(images=images, hr_policy=suite.hr_policy, scales=list(suite.scales),
-                    downscalers=list(suite.downscalers), models=list(suite.models), metrics=list(suite.metrics),
+                    downscalers=[suite.spec(d) for d in suite.downscalers], models=[suite.spec(m) for m in suite.models],
+                    metrics=[suite.spec(m) for m in suite.metrics],
                     seeds=list(suite.seeds), max_batch=suite.max_batch)
     return document
 
@@ -113,9 +123,18 @@ def _fail(path: str, key: str, problem: str) -> SuiteError:
     return SuiteError(f"{path}: key {key!r}: {problem}")
 
 
-def _resolve_paths(params: dict[str, Any], base: Path) -> dict[str, Any]:
+def _path_params(registry: Registry, name: str) -> set[str]:
+    """Parameters that hold file or folder paths: by name, or marked ``metadata={"path": ...}``."""
+    try:
+        fields = dataclasses.fields(registry.entry(name).cls)
+    except SpecError:
+        return set(_PATH_PARAMS)
+    return set(_PATH_PARAMS) | {f.name for f in fields if f.metadata.get("path")}
+
+
+def _resolve_paths(params: dict[str, Any], base: Path, keys: set[str] | tuple[str, ...] = _PATH_PARAMS) -> dict[str, Any]:
     out = dict(params)
-    for key in _PATH_PARAMS:
+    for key in keys:
         value = out.get(key)
         if isinstance(value, str) and value and "://" not in value and not Path(value).expanduser().is_absolute():
             out[key] = str((base / value).resolve())
@@ -144,13 +163,14 @@ def _plugins(raw: Any, registry: Registry, path: str, key: str, base: Path) -> t
         where = f"{key}[{i}]"
         try:
             name, params = _spec_params(spec)
-            instance = registry.create({"name": name, **_resolve_paths(params, base)})
+            instance = registry.create({"name": name, **_resolve_paths(params, base, _path_params(registry, name))})
+            plugin_id = instance.id
         except (SpecError, ValueError) as exc:  # ValueError: a plug-in's own check of its values
             raise _fail(path, where, str(exc)) from None
-        if instance.id in ids:
-            raise _fail(path, where, f"{instance.id} is listed twice")
+        if plugin_id in ids:
+            raise _fail(path, where, f"{plugin_id} is listed twice")
         instances.append(instance)
-        ids.append(instance.id)
+        ids.append(plugin_id)
     return instances, ids
 
 
@@ -218,9 +238,10 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> S
     hr_policy = data.get("hr_policy", "center-crop")
     if hr_policy not in HR_POLICIES:
         raise _fail(path, "hr_policy", f"{hr_policy!r} is not supported; allowed: {', '.join(HR_POLICIES)}")
-    _, downscalers = _plugins(data["downscalers"], DOWNSCALERS, path, "downscalers", base)
+    scalers, downscalers = _plugins(data["downscalers"], DOWNSCALERS, path, "downscalers", base)
     models, model_ids = _plugins(data["models"], MODELS, path, "models", base)
-    _, metrics = _plugins(data.get("metrics", ["lpips-alex"]), DISTORTIONS, path, "metrics", base)
+    scorers, metrics = _plugins(data.get("metrics", ["lpips-alex"]), DISTORTIONS, path, "metrics", base)
+    specs = tuple((i, p.spec) for i, p in zip([*downscalers, *model_ids, *metrics], [*scalers, *models, *scorers]))
     name = data.get("name", Path(path).stem)
     if not isinstance(name, str) or not name.strip():
         raise _fail(path, "name", f"must be a non-empty string, got {name!r}")
@@ -237,6 +258,7 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> S
         max_batch=_positive_int(data.get("max_batch", 64), path, "max_batch"),
         base_dir=str(base),
         path=path,
+        specs=specs,
     )
 
 

@@ -19,6 +19,8 @@ Decisions that change the numbers (all documented in the README):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -28,12 +30,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from idard import __version__
+from idard.provenance import process_code_version
 from idard.measure.distortions import DISTORTIONS
 from idard.measure.downscalers import DOWNSCALERS, Downscaler
 from idard.measure.images import RGBImage, crop_to_multiple, load_image, quantize_8bit, to_tensor
 from idard.measure.models import MODELS, Samples, SRModel
-from idard.measure.records import KEY_COLUMNS, RECORD_SCHEMA
+from idard.measure.records import KEY_COLUMNS, NONFINITE_SAMPLE, RECORD_SCHEMA
 
 
 def _as_downscaler(spec: str | Downscaler) -> Downscaler:
@@ -95,12 +97,13 @@ class ImageEvaluator:
                 metric.to(self.device)
                 self._metrics_ready.add(id(metric))
 
-    def _row(self, image: str, downscaler: str, metric: str, seed: int, **fields: Any) -> dict[str, Any]:
+    def row(self, image: str, downscaler: str, metric: str, seed: int, **fields: Any) -> dict[str, Any]:
+        """One record of this evaluator's model; ``fields`` fill the non-key columns."""
         row: dict[str, Any] = dict.fromkeys(RECORD_SCHEMA)
         row.update(
             image=image, downscaler=downscaler, model=self.model.id, metric=metric, seed=int(seed),
             scale=self.scale, finite=False, weights_hash=self.model.weights_hash,
-            device=str(self.device), code_version=__version__,
+            device=str(self.device), code_version=process_code_version(),
         )
         row.update(fields)
         return row
@@ -108,7 +111,8 @@ class ImageEvaluator:
     def error_rows(self, image: str, error: str, requests: Iterable[Request]) -> list[dict[str, Any]]:
         """Records that say why a request produced no distortion values."""
         return [
-            self._row(image, r.downscaler.id, m.id, s, value=float("nan"), error=error)
+            self.row(image, r.downscaler.id, m.id, s, value=float("nan"), error=error,
+                     higher_is_better=getattr(m, "higher_is_better", None))
             for r in requests
             for m in r.metrics
             for s in r.seeds
@@ -125,7 +129,16 @@ class ImageEvaluator:
         """Records of one image (all defaults, or ``requests``); failures become error
         records, never exceptions."""
         requests = list(requests) if requests is not None else self.default_requests()
-        name = image.name if isinstance(image, RGBImage) else Path(image).stem
+        name = image_key(image)
+        rows = self._records(image, name, requests)
+        hr_hash = None if isinstance(image, RGBImage) else _file_sha256(image)
+        lr_hashes = {r.downscaler.id: _lr_sha256(r.downscaler, name, self.scale) for r in requests}
+        for row in rows:
+            row["hr_sha256"] = row["hr_sha256"] or hr_hash
+            row["lr_sha256"] = lr_hashes.get(row["downscaler"])
+        return rows
+
+    def _records(self, image: RGBImage | str | Path, name: str, requests: list[Request]) -> list[dict[str, Any]]:
         try:
             hr = image if isinstance(image, RGBImage) else load_image(image)
             hr = crop_to_multiple(hr, self.scale)
@@ -200,15 +213,53 @@ class ImageEvaluator:
             for k, seed in enumerate(request.seeds):
                 if k in by_sample:
                     ok = error is None and bool(np.isfinite(by_sample[k]))
-                    rows.append(self._row(name, downscaler, metric.id, seed, value=float(by_sample[k]),
+                    rows.append(self.row(name, downscaler, metric.id, seed, value=float(by_sample[k]),
                                           finite=ok, converged=converged[k], error=error,
+                                          higher_is_better=metric.higher_is_better,
                                           sample_seconds=sample_seconds, metric_seconds=metric_seconds))
                 else:
                     bad = int((~torch.isfinite(samples[k])).sum())
-                    rows.append(self._row(name, downscaler, metric.id, seed, value=float("nan"),
+                    rows.append(self.row(name, downscaler, metric.id, seed, value=float("nan"),
                                           converged=converged[k], sample_seconds=sample_seconds,
-                                          error=f"non-finite SR sample ({bad} NaN/Inf values)"))
+                                          higher_is_better=metric.higher_is_better,
+                                          error=f"{NONFINITE_SAMPLE} ({bad} NaN/Inf values)"))
         return rows
+
+
+def _file_sha256(path: str | Path) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None  # the load error becomes the records' error
+
+
+def _lr_sha256(downscaler: Downscaler, name: str, scale: int) -> str | None:
+    """The LR file's hash for downscalers that read one (``precomputed``), else None."""
+    reader = getattr(downscaler, "lr_sha256", None)
+    if reader is None:
+        return None
+    try:
+        return reader(name, scale)
+    except Exception:  # noqa: BLE001 - a missing LR file is already an error record
+        return None
+
+
+def image_key(image: str | Path | RGBImage) -> str:
+    """The ``image`` key of an image's records: an `RGBImage`'s name, a file's stem."""
+    return image.name if isinstance(image, RGBImage) else Path(image).stem
+
+
+def _check_image_keys(images: Sequence[str | Path | RGBImage]) -> None:
+    """Refuse two images with one key before computing anything: their records would be
+    averaged as one image's (a suite refuses the same clash when it lists its sources)."""
+    seen: dict[str, str] = {}
+    for image in images:
+        key = image_key(image)
+        where = str(image.source or image.name) if isinstance(image, RGBImage) else str(image)
+        if key in seen:
+            raise ValueError(f"two images have the key {key!r}: {seen[key]} and {where}; image keys must be "
+                             "unique (rename one, or pass RGBImage objects with distinct names)")
+        seen[key] = where
 
 
 def records_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -230,6 +281,7 @@ def evaluate(
     quantize_lr: bool = True,
     quantize_sr: bool = True,
     on_image: Callable[[str, list[dict[str, Any]]], None] | None = None,
+    progress: bool | None = None,
 ) -> pl.DataFrame:
     """Per-sample IDA-RD records for every (image, downscaler, metric, seed).
 
@@ -239,8 +291,12 @@ def evaluate(
     The sampling temperature is part of the model spec (``"srflow-tiny-4x(heat=0.9)"``),
     so it is part of the model id every record carries.
     Reduce the result with `idard.measure.statistics.ida_rd_table`.
-    ``on_image`` is called after each image with its records (for progress reporting).
+    ``on_image`` is called after each image with its records (for progress reporting);
+    ``progress`` prints a line per image to stderr (default: when stderr is a terminal).
+    Two images with the same key (file stem or `RGBImage.name`) are refused up front.
     """
+    images = list(images)
+    _check_image_keys(images)
     sr_model = _as_model(model)
     evaluator = ImageEvaluator(
         downscalers=[_as_downscaler(d) for d in downscalers],
@@ -253,10 +309,17 @@ def evaluate(
         quantize_lr=quantize_lr,
         quantize_sr=quantize_sr,
     )
+    show = sys.stderr.isatty() if progress is None else progress
     rows: list[dict[str, Any]] = []
-    for image in images:
+    started = time.perf_counter()
+    for index, image in enumerate(images, 1):
         image_rows = evaluator(image)
         rows += image_rows
+        if show:
+            failed = sum(r["error"] is not None for r in image_rows)
+            print(f"evaluate: {index}/{len(images)} {image_key(image)}: {len(image_rows)} records"
+                  + (f" ({failed} failed)" if failed else "") + f", {time.perf_counter() - started:.0f} s",
+                  file=sys.stderr, flush=True)
         if on_image is not None:
             on_image(image_rows[0]["image"] if image_rows else str(image), image_rows)
     return records_frame(rows)

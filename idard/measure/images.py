@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 ENV_MAX_PIXELS = "IDARD_MAX_IMAGE_PIXELS"
@@ -137,9 +137,12 @@ def _read_with_pillow(data: bytes) -> tuple[np.ndarray, float, int]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the others
         opened = Image.open(io.BytesIO(data))
-    with opened as img:
-        _check_size(*img.size)
-        img.load()  # decode now: truncated files fail here, not later
+    with opened:
+        _check_size(*opened.size)
+        opened.load()  # decode now: truncated files fail here, not later
+        # EXIF orientation applied, as every viewer shows the photo (a phone's portrait
+        # JPEG is stored sideways); the HR image is the picture, not the sensor's rows.
+        img = ImageOps.exif_transpose(opened) or opened
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
             return np.asarray(img, dtype=np.uint16), 65535.0, 16

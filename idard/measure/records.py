@@ -28,4 +28,18 @@ RECORD_SCHEMA: dict[str, pl.DataType] = {
     "metric_seconds": pl.Float64,
     "device": pl.String,
     "code_version": pl.String,
+    "higher_is_better": pl.Boolean,  # the metric's direction (PSNR, SSIM: True; LPIPS: False)
+    "hr_sha256": pl.String,  # the HR file's bytes: a changed file under the same key is detected
+    "lr_sha256": pl.String,  # precomputed LR file's bytes; null for downscalers computed here
 }
+
+#: How the error message of a non-finite SR sample starts: such a record is a sample the
+#: model made (and failed), not an error of the image or unit, and is counted apart.
+NONFINITE_SAMPLE = "non-finite SR sample"
+
+
+def is_error(error: pl.Expr | None = None) -> pl.Expr:
+    """True for records of an image or unit that failed (unreadable, too small, a worker
+    lost, a plug-in that could not be built): an error, not a sample."""
+    error = pl.col("error") if error is None else error
+    return (error.is_not_null() & ~error.str.starts_with(NONFINITE_SAMPLE)).fill_null(False)

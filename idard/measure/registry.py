@@ -12,11 +12,12 @@ id are reused exactly when the computation is the same.
 from __future__ import annotations
 
 import ast
-import re
 import dataclasses
+import math
+import re
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -30,17 +31,76 @@ class SpecError(ValueError):
     """A plug-in spec that names an unknown plug-in or parameter, or has a bad value."""
 
 
-#: Unquoted values read as strings: words with '-', '.' and relative paths.
-_BARE_WORD = re.compile(r"[A-Za-z_~.][\w.~/-]*")
+_NON_FINITE_WORDS = ("inf", "infinity", "nan")
+
+
+#: Unquoted values read as strings: any run of characters without whitespace, quotes,
+#: commas, brackets or parentheses (``nearest``, ``dcgan-faces``, ``ckpt/srflow-tiny-4x.safetensors``,
+#: ``/models/x.pth``, ``https://host/x.pth``). Decided by this pattern, not by whether
+#: Python's tokenizer happens to read the word as an expression.
+_BARE_WORD = re.compile(r"[^\s'\"(),\[\]{}=]+")
+_KEY = re.compile(r"^\s*(?P<key>[A-Za-z_]\w*)\s*=(?P<value>.*)$", re.S)
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+
+
+def _split_arguments(spec: str, args: str) -> list[str]:
+    """``args`` cut at the commas outside quotes and brackets (a trailing comma is allowed)."""
+    pieces, current, stack, quote, escaped = [], [], [], "", False
+    for char in args:
+        if quote:
+            current.append(char)
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+            continue
+        if char in "'\"":
+            quote = char
+        elif char in _CLOSE:
+            stack.append(_CLOSE[char])
+        elif char in ")]}":
+            if not stack or stack.pop() != char:
+                raise SpecError(f"plug-in spec {spec!r}: unbalanced {char!r}")
+        elif char == "," and not stack:
+            pieces.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    if quote or stack:
+        raise SpecError(f"plug-in spec {spec!r}: unclosed {'quote' if quote else repr(stack[-1])}")
+    pieces.append("".join(current))
+    if pieces and not pieces[-1].strip():
+        pieces.pop()
+    return pieces
+
+
+def _literal(spec: str, key: str, text: str) -> Any:
+    """One parameter value: a Python literal, or else a bare word read as a string."""
+    text = text.strip()
+    if not text:
+        raise SpecError(f"plug-in spec {spec!r}: parameter {key!r} has no value")
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        if _BARE_WORD.fullmatch(text):
+            return text
+    raise SpecError(
+        f"plug-in spec {spec!r}: value of {key!r} must be a literal "
+        "(number, quoted string, True/False/None) or a bare word without spaces, quotes or brackets"
+    )
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``name(k=v, ...)`` into the name and literal keyword arguments.
 
     Only Python literals are accepted as values (numbers, strings, booleans, None,
-    tuples and lists of them), so a suite file can never run code. A bare word or relative
-    path is read as a string (``blur(base=nearest)``, ``pulse(generator=dcgan-faces)``,
-    ``srflow(weights=ckpt/x.pth)``), which is what a suite author means by it.
+    tuples and lists of them), so a suite file can never run code. A bare word or path
+    is read as a string (``blur(base=nearest)``, ``pulse(generator=dcgan-faces)``,
+    ``srflow(weights=ckpt/srflow-tiny-4x.safetensors)``), which is what a suite author
+    means by it. The argument list is cut into ``key=value`` pieces by idard itself and
+    each value is read alone, so what parses does not depend on Python's tokenizer.
     """
     match = _SPEC.match(spec)
     if match is None:
@@ -51,33 +111,17 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     name, args = match.group("name"), match.group("args")
     if args is None or not args.strip():
         return name, {}
-    source = f"f({args})"
-    try:
-        node = ast.parse(source, mode="eval").body
-    except SyntaxError as exc:
-        raise SpecError(f"cannot parse plug-in spec {spec!r}: {exc.msg} (quote values such as "
-                        "absolute paths: weights='/models/x.pth')") from None
-    assert isinstance(node, ast.Call)
-    if node.args:
-        raise SpecError(f"plug-in spec {spec!r}: parameters must be named (key=value)")
     params: dict[str, Any] = {}
-    for kw in node.keywords:
-        if kw.arg is None:
+    for piece in _split_arguments(spec, args):
+        if piece.strip().startswith("**"):
             raise SpecError(f"plug-in spec {spec!r}: '**' is not allowed")
-        try:
-            if isinstance(kw.value, ast.Name) and kw.value.id not in ("True", "False", "None"):
-                params[kw.arg] = kw.value.id
-            else:
-                params[kw.arg] = ast.literal_eval(kw.value)
-        except ValueError:
-            word = ast.get_source_segment(source, kw.value) or ""
-            if _BARE_WORD.fullmatch(word):  # stylegan-ffhq, ckpt/SRFlow_DF2K_4X.pth
-                params[kw.arg] = word
-                continue
-            raise SpecError(
-                f"plug-in spec {spec!r}: value of {kw.arg!r} must be a literal "
-                "(number, quoted string, True/False/None)"
-            ) from None
+        named = _KEY.match(piece)
+        if named is None:
+            raise SpecError(f"plug-in spec {spec!r}: parameters must be named (key=value), got {piece.strip()!r}")
+        key = named.group("key")
+        if key in params:
+            raise SpecError(f"plug-in spec {spec!r}: parameter {key!r} is given twice")
+        params[key] = _literal(spec, key, named.group("value"))
     return name, params
 
 
@@ -111,10 +155,23 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation is Any:
         return value
     if annotation is float:
+        if isinstance(value, str) and value.strip().lower().lstrip("+-") in _NON_FINITE_WORDS:
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            # A non-finite parameter would make a degenerate plug-in (blur of infinite
+            # sigma) and an id that no other process could be asked to build twice the
+            # same way; refuse it here, where the suite is validated.
+            raise SpecError(f"{where}: must be a finite number, got {value!r}")
+        return number
     if annotation is int:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(f"{where}: must be a finite integer, got {value!r}")
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
@@ -132,28 +189,71 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 
 
 def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value)
     if isinstance(value, tuple):
         return "(" + ",".join(_format_value(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-    return repr(value)
+    return repr(value)  # floats are finite (`_coerce`), so repr reads back exactly
+
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def _is_absolute(value: str) -> bool:
+    return value.startswith(("/", "~", "\\")) or bool(re.match(r"^[A-Za-z]:[\\/]", value))
+
+
+def location_name(value: str) -> str:
+    """A file or folder named by what it is called, not where it sits: ``/m/x.pth`` -> ``x.pth``.
+
+    URLs and paths alike keep their last part; the content (a weights SHA-256, an LR
+    folder's hash) identifies the file, so a record key survives moving the files.
+    """
+    text = value.split("?", 1)[0].rstrip("/\\") if _URL.match(value) else value.rstrip("/\\")
+    name = re.split(r"[/\\]", text)[-1]
+    return name or value
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def _ordered_fields(cls_or_instance: Any) -> list[dataclasses.Field]:
+    # Parameters a base class shares (``order=``) come after the plug-in's own ones.
+    fields = [f for f in dataclasses.fields(cls_or_instance) if f.init]
+    return sorted(fields, key=lambda f: f.metadata.get("rank", 0))
 
 
 def canonical_id(name: str, instance: Any) -> str:
-    """``name`` or ``name(k=v,...)`` with the non-default parameters in field order."""
+    """``name`` or ``name(k=v,...)``: the identity parameters that differ from their
+    defaults, in field order. Files and folders appear by name (``location_name``), never
+    by where they sit; a plug-in may supply derived identity values (a content hash)
+    through ``identity_values()``."""
+    derived = instance.identity_values() if hasattr(instance, "identity_values") else {}
     parts = []
-    # Parameters a base class shares (``order=``) come after the plug-in's own ones.
-    ordered = sorted(dataclasses.fields(instance), key=lambda f: f.metadata.get("rank", 0))
-    for field in ordered:
-        if not field.init or field.metadata.get("identity") is False:
+    for field in _ordered_fields(instance):
+        if field.metadata.get("identity") is False:
             continue
-        value = getattr(instance, field.name)
-        default = field.default
-        if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
-            default = field.default_factory()
-        if default is not dataclasses.MISSING and value == default:
+        value = derived.get(field.name, getattr(instance, field.name))
+        if value == _default(field):
             continue
+        if isinstance(value, str) and (field.metadata.get("path") or _is_absolute(value)):
+            value = location_name(value)
         parts.append(f"{field.name}={_format_value(value)}")
+    return f"{name}({','.join(parts)})" if parts else name
+
+
+def canonical_spec(name: str, instance: Any) -> str:
+    """Everything needed to build ``instance`` again in another process: every parameter
+    that differs from its default (identity or not), paths as given, derived identity
+    values pinned (so the other process checks it sees the same content). Unlike the id
+    it may hold a machine's paths, so it is never a record key."""
+    derived = instance.identity_values() if hasattr(instance, "identity_values") else {}
+    values = {f.name: derived.get(f.name, getattr(instance, f.name)) for f in _ordered_fields(instance)}
+    parts = [f"{f.name}={_format_value(values[f.name])}"
+             for f in _ordered_fields(instance) if values[f.name] != _default(f)]
     return f"{name}({','.join(parts)})" if parts else name
 
 
@@ -223,6 +323,91 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; registered: {', '.join(self.names()) or '(none)'}"
             ) from None
 
+    def normalised(self, spec: str) -> tuple[str, dict[str, Any]]:
+        """(name, every identity parameter with defaults filled in) of a spec or an id,
+        without building the plug-in (no file is read): how two spellings are compared."""
+        name, params = parse_spec(spec)
+        entry = self.entry(name)
+        hints = typing.get_type_hints(entry.cls)
+        fields = {f.name: f for f in _ordered_fields(entry.cls)}
+        unknown = sorted(set(params) - set(fields))
+        if unknown:
+            raise SpecError(f"{self.kind} {name!r} has no parameter {', '.join(map(repr, unknown))}")
+        full: dict[str, Any] = {}
+        for key, field in fields.items():
+            if field.metadata.get("identity") is False:
+                continue
+            value = _coerce(params[key], hints.get(key, Any), f"{self.kind} {name!r} parameter {key!r}") \
+                if key in params else _default(field)
+            if isinstance(value, str) and (field.metadata.get("path") or _is_absolute(value)):
+                value = location_name(value)
+            full[key] = value
+        return name, full
+
+    def match(self, spec: str, known: Sequence[str]) -> str:
+        """The id among ``known`` that ``spec`` means, however it is spelled
+        (``blur``, ``blur(sigma=1)``, ``blur(sigma=1.0)``); a parameter derived from content
+        (``content=``) may be left out. Raises `SpecError` "unknown <kind>" listing ``known``."""
+        def unknown(reason: str = "") -> SpecError:
+            return SpecError(f"unknown {self.kind} {spec!r}{reason}; known: {', '.join(sorted(known)) or '(none)'}")
+
+        try:
+            name, wanted = self.normalised(spec.strip())
+        except SpecError as exc:
+            if spec.strip() in known:
+                return spec.strip()
+            name = _SPEC.match(spec.strip())
+            registered = name is not None and name.group("name") in self
+            raise unknown(f" ({exc})" if registered else "") from None
+        given = set(parse_spec(spec.strip())[1])
+        found = []
+        for candidate in known:
+            try:
+                other_name, other = self.normalised(candidate)
+            except SpecError:
+                continue
+            derived = {k for k, f in {f.name: f for f in _ordered_fields(self.entry(name).cls)}.items()
+                       if f.metadata.get("derived")}
+            ignore = derived - given
+            if other_name == name and all(other[k] == v for k, v in wanted.items() if k not in ignore):
+                found.append(candidate)
+        if len(found) != 1:
+            raise unknown() if not found else SpecError(
+                f"{self.kind} {spec!r} is ambiguous: it matches {', '.join(found)}")
+        return found[0]
+
+    def labels(self, ids: Sequence[str]) -> dict[str, str]:
+        """A table label for each id that never hides what tells two rows apart.
+
+        Ids drop parameters at their defaults (``blur`` is ``blur(sigma=1.0)``). When a
+        table holds several ids of one family, each of their labels lists every parameter
+        any of them lists, defaults filled in: ``blur(sigma=1.0)`` next to
+        ``blur(sigma=2.0)``, never ``blur`` next to ``blur(sigma=2.0)``. Ids that do not
+        parse (records of an older idard) are shown as they are.
+        """
+        parsed: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+        for i in dict.fromkeys(ids):
+            try:
+                name, params = parse_spec(i)
+                _, full = self.normalised(i)
+            except SpecError:
+                continue
+            parsed[i] = (name, params, full)
+        families: dict[str, list[str]] = {}
+        for i, (name, _, _) in parsed.items():
+            families.setdefault(name, []).append(i)
+        out = {i: i for i in ids}
+        for name, members in families.items():
+            if len(members) < 2:
+                continue
+            shown = set().union(*(parsed[i][1] for i in members))
+            order = [f.name for f in _ordered_fields(self.entry(name).cls) if f.name in shown]
+            for i in members:
+                full = parsed[i][2]
+                parts = [f"{k}={_format_value(full[k])}" for k in order if k in full]
+                out[i] = f"{name}({','.join(parts)})" if parts else name
+        return out
+
     def create(self, spec: str | Mapping[str, Any], **overrides: Any) -> T:
         """Build a plug-in from ``'name(k=v)'`` or ``{'name': ..., k: v}``."""
         if isinstance(spec, str):
@@ -246,15 +431,27 @@ class Registry(Generic[T]):
                   for k, v in params.items()}
         try:
             return entry.cls(**kwargs)
-        except TypeError as exc:
+        except SpecError:
+            raise
+        except (TypeError, ValueError) as exc:  # a plug-in's own check of its values
             raise SpecError(f"{self.kind} {name!r}: {exc}") from None
 
 
 class Plugin:
-    """Mixin for registered dataclasses: gives them their canonical ``id``."""
+    """Mixin for registered dataclasses: gives them their canonical ``id`` and ``spec``."""
 
     registry_name: str = "?"
 
     @property
     def id(self) -> str:
+        """The record key: what the plug-in is, independent of the machine it runs on."""
         return canonical_id(self.registry_name, self)
+
+    @property
+    def spec(self) -> str:
+        """How to build this very instance again (paths included): what workers are sent."""
+        return canonical_spec(self.registry_name, self)
+
+    def identity_values(self) -> dict[str, Any]:
+        """Identity values derived from more than the parameters (e.g. a content hash)."""
+        return {}

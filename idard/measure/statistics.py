@@ -20,6 +20,9 @@ whatever its number of surviving samples. Everything here follows from that defi
 
 Non-finite samples (``finite`` False, or a NaN/null ``value``) never enter a mean; they are
 counted in ``n_nonfinite`` so that a downscaler which makes the model fail cannot hide it.
+Error records (an image that could not be read, a unit no worker could compute: ``error``
+set for another reason than a non-finite sample) never enter a mean either and are
+counted apart, in ``n_errors``: a broken file is not the model's failure.
 An image whose samples all failed has no mean: it is left out of ``ida_rd`` and
 ``n_images`` while its samples still count in ``n_nonfinite``. Samples a model flags as
 unconverged (``converged`` False: PULSE never reached its eps) are counted in
@@ -58,8 +61,9 @@ DEFAULT_KEYS = ("downscaler", "model", "metric")
 OPTIONAL_KEYS = ("scale",)
 
 #: Output columns after the group keys, in order.
-PER_IMAGE_COLUMNS = ("image", "mean", "std", "n_samples", "n_nonfinite", "n_unconverged")
-TABLE_COLUMNS = ("ida_rd", "std_images", "ci_low", "ci_high", "n_images", "n_samples", "n_nonfinite", "n_unconverged")
+PER_IMAGE_COLUMNS = ("image", "mean", "std", "n_samples", "n_nonfinite", "n_errors", "n_unconverged")
+TABLE_COLUMNS = ("ida_rd", "std_images", "ci_low", "ci_high", "n_images", "n_samples", "n_nonfinite", "n_errors",
+                 "n_unconverged")
 PAIRED_COLUMNS = ("baseline", "mean_diff", "std_images", "ci_low", "ci_high", "p_wilcoxon", "n_images", "n_pairs")
 
 #: Most float elements one bootstrap chunk draws (about 50 MB of temporaries at 2**21).
@@ -103,6 +107,16 @@ def _finite(names: Sequence[str]) -> pl.Expr:
     return ok.fill_null(False)
 
 
+def _error(names: Sequence[str]) -> pl.Expr:
+    """True for error records (the image or unit failed): counted in ``n_errors``, apart
+    from the model's non-finite samples, which count in ``n_nonfinite``."""
+    if "error" not in names:
+        return pl.lit(False)
+    from idard.measure.records import is_error
+
+    return is_error()
+
+
 def _unconverged(names: Sequence[str]) -> pl.Expr:
     """True for samples whose model says they missed their goal (PULSE's eps); null-safe."""
     return (pl.col("converged") == False).fill_null(False) if "converged" in names else pl.lit(False)  # noqa: E712
@@ -128,9 +142,9 @@ def _image_frame(lf: pl.LazyFrame, keys: list[str], with_values: bool, include_u
     ok = _usable(lf, include_unconverged)
     names = lf.collect_schema().names()
     has_seed = "seed" in names
-    cols = [*keys, "image", "value", *(c for c in ("seed", "finite", "converged") if c in names)]
+    cols = [*keys, "image", "value", *(c for c in ("seed", "finite", "converged", "error") if c in names)]
     slim = lf.select(cols).with_columns(
-        _ok=ok, _finite=_finite(names), _unconverged=_finite(names) & _unconverged(names),
+        _ok=ok, _finite=_finite(names), _unconverged=_finite(names) & _unconverged(names), _error=_error(names),
         value=pl.when(ok).then(pl.col("value")),  # failed -> null, dropped from the list
     )
     ordered = pl.col("value").sort_by("seed") if has_seed else pl.col("value")
@@ -138,7 +152,8 @@ def _image_frame(lf: pl.LazyFrame, keys: list[str], with_values: bool, include_u
     images = (
         slim.group_by([*keys, "image"])
         .agg(ordered.drop_nulls().alias("values"),
-             (~pl.col("_finite")).sum().cast(pl.Int64).alias("n_nonfinite"),
+             (~pl.col("_finite") & ~pl.col("_error")).sum().cast(pl.Int64).alias("n_nonfinite"),
+             pl.col("_error").sum().cast(pl.Int64).alias("n_errors"),
              pl.col("_unconverged").sum().cast(pl.Int64).alias("n_unconverged"))
         .with_columns(
             mean=values.list.mean(),
@@ -384,6 +399,7 @@ def _table(
         rows["n_images"].append(int(means.size))
         rows["n_samples"].append(int(part["n_samples"].sum()))
         rows["n_nonfinite"].append(int(part["n_nonfinite"].sum()))
+        rows["n_errors"].append(int(part["n_errors"].sum()))
         rows["n_unconverged"].append(int(part["n_unconverged"].sum()))
     schema = {c: (pl.Int64 if c.startswith("n_") else pl.Float64) for c in TABLE_COLUMNS}
     out = pl.DataFrame(rows, schema=schema)
@@ -413,11 +429,12 @@ def ida_rd_table(
       ``n_boot`` is 0. Deterministic given ``seed`` and the group's key, independent of
       record order and of the other groups present.
     * ``n_images`` (with >= 1 sample in the mean), ``n_samples`` (the samples in the
-      mean), ``n_nonfinite`` (never in it) and ``n_unconverged`` (finite but unconverged:
-      in the mean only with ``include_unconverged``).
+      mean), ``n_nonfinite`` (non-finite samples, never in it), ``n_errors`` (error
+      records, never in it) and ``n_unconverged`` (finite but unconverged: in the mean
+      only with ``include_unconverged``).
 
     Columns: ``*by, ida_rd, std_images, ci_low, ci_high, n_images, n_samples, n_nonfinite,
-    n_unconverged``;
+    n_errors, n_unconverged``;
     rows sorted by the keys. At most ``max_rows`` records are read at once (a larger group
     alone), which changes the number of passes over ``records``, never the numbers.
     """

@@ -36,12 +36,26 @@ def test_run_writes_the_run_directory_and_prints_the_table(photo_dir: Path) -> N
     assert records.filter(pl.col("image") == "broken")["error"].str.contains("broken.png").all()
     table = pl.read_parquet(out / "ida_rd.parquet")
     assert sorted(table["downscaler"]) == ["bicubic", "nearest"] and table["n_images"].to_list() == [3, 3]
-    assert {"suite.yaml", "run.json", "ida_rd.md", "ida_rd.csv", "paired.md"} <= {p.name for p in out.iterdir()}
-    paired = pl.read_parquet(out / "paired.parquet")
+    assert {"suite.yaml", "run.json", "ida_rd.md", "ida_rd.csv", "paired_vs_bicubic.md"} <= {p.name for p in out.iterdir()}
+    paired = pl.read_parquet(out / "paired_vs_bicubic.parquet")
     assert paired["downscaler"].to_list() == ["nearest"] and paired["baseline"].to_list() == ["bicubic"]
     assert paired["n_pairs"].to_list() == [3 * 2]
     assert "IDA-RD" in result.output and "broken.png" in result.output
     assert "16 tasks to compute (0 of 16 already in the store)" in result.output
+    assert "1 image(s) have error records" in result.output and "broken: 4 record(s)" in result.output
+
+    import json
+
+    meta = json.loads((out / "run.json").read_text())
+    assert [w["models"] for w in meta["workers"]] == [["srflow-tiny-4x"]] * len(meta["workers"])  # loaded models
+    assert meta["libraries"]["torch"] and meta["libraries"]["lpips"] and meta["libraries"]["ray"]
+    assert len(meta["lpips_trunks"]["lpips-alex"]["sha256"]) == 64
+    assert meta["failing_images"] == [{"image": "broken", "records": 4, "error": records.filter(
+        pl.col("image") == "broken")["error"].sort()[0]}]
+    again = runner.invoke(app, ["run", "--suite", str(suite), "--out", str(out), "--bootstrap", "100"])
+    history = json.loads((out / "run.json").read_text())["runs"]
+    assert [r["computed"] for r in history] == [16, 0]  # a no-op re-run keeps the first run's entry
+    assert again.exit_code == 0 and "Reduction" not in again.output
 
 
 def test_status_lists_done_and_missing_per_downscaler(photo_dir: Path) -> None:

@@ -92,7 +92,7 @@ def test_report_table_is_ida_rd_table_of_the_records(run_dir: Path) -> None:
     report = build_report(scan_records(run_dir), baseline=None, n_boot=200, seed=3)
     assert isinstance(report, Report) and report.paired is None
     expected = ida_rd_table(FRAME, by=KEYS, n_boot=200, seed=3)
-    assert report.table.equals(expected)
+    assert report.table.drop("higher_is_better").equals(expected)
     assert report.table.columns[:4] == KEYS and report.table.height == 6  # 3 downscalers x 2 models
     assert report.table["n_samples"].sum() + report.table["n_nonfinite"].sum() == FRAME.height
     assert (report.baseline, report.n_boot, report.seed) == (None, 200, 3)
@@ -101,7 +101,8 @@ def test_report_table_is_ida_rd_table_of_the_records(run_dir: Path) -> None:
 def test_report_with_a_baseline_has_its_paired_differences(run_dir: Path) -> None:
     report = build_report(scan_records(run_dir), baseline="bicubic", n_boot=200)
     assert report.paired is not None
-    assert report.paired.equals(paired_differences(FRAME, "bicubic", by=KEYS, n_boot=200))
+    expected = paired_differences(FRAME, "bicubic", by=KEYS, n_boot=200)
+    assert report.paired.select(expected.columns).equals(expected)
     assert report.paired.select("downscaler", "model").rows() == [("area", "m2"), ("area", "m4"),
                                                                   ("nearest", "m2"), ("nearest", "m4")]
     assert set(report.paired["baseline"]) == {"bicubic"}
@@ -110,7 +111,7 @@ def test_report_with_a_baseline_has_its_paired_differences(run_dir: Path) -> Non
 
 
 def test_an_unknown_baseline_is_refused_by_name_with_the_known_ones(run_dir: Path) -> None:
-    with pytest.raises(ValueError, match=r"'lanczos'.*'area', 'bicubic', 'nearest'"):
+    with pytest.raises(ValueError, match=r"unknown downscaler 'lanczos'; known: area, bicubic, nearest"):
         build_report(scan_records(run_dir), baseline="lanczos", n_boot=100)
 
 

@@ -49,7 +49,7 @@ def test_paired_differences_are_written_signed_with_their_ci(tmp_path: Path) -> 
     })
     assert "| nearest | m | lpips-alex | x4 | bicubic | +0.0120 | [+0.0040, +0.0200] | 0.03 | 4 | 32 |" in paired_markdown(paired)
     names = [Path(p).name for p in write_reports(TABLE, tmp_path, paired)]
-    assert names[3:] == ["paired.md", "paired.csv", "paired.parquet"]
+    assert names[3:] == ["paired_vs_bicubic.md", "paired_vs_bicubic.csv", "paired_vs_bicubic.parquet"]
 
 
 def test_rich_paired_table_sorts_by_signed_difference_and_shows_undefined_p_as_a_dash() -> None:

@@ -96,8 +96,30 @@ def test_missing_required_keys_and_broken_files(tmp_path: Path) -> None:
 def test_relative_paths_resolve_against_the_suite_folder(tmp_path: Path) -> None:
     (tmp_path / "lr_x4").mkdir()
     suite = load_suite(_write(tmp_path, MINIMAL.replace("[bicubic]", "['precomputed(folder=lr_x4)']")))
-    assert str(tmp_path.resolve() / "lr_x4") in suite.downscalers[0]
+    # The id (record key) names the folder by name and content; the spec a worker builds
+    # it from holds the resolved path.
+    assert suite.downscalers[0].startswith("precomputed(folder='lr_x4',content=")
+    assert str(tmp_path.resolve() / "lr_x4") in suite.spec(suite.downscalers[0])
     assert suite.base_dir == str(tmp_path.resolve())
+
+
+def test_a_missing_precomputed_folder_is_refused_on_load(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match=r"downscalers\[0\].*lr_x4 does not exist"):
+        load_suite(_write(tmp_path, MINIMAL.replace("[bicubic]", "['precomputed(folder=lr_x4)']")))
+
+
+def test_ids_and_digest_do_not_depend_on_where_the_suite_sits(tmp_path: Path) -> None:
+    text = MINIMAL.replace("[bicubic]", "['precomputed(folder=lr_x4)', bicubic]")
+    suites = []
+    for where in ("one", "two/deeper"):
+        folder = tmp_path / where
+        (folder / "lr_x4").mkdir(parents=True)
+        (folder / "lr_x4" / "a.png").write_bytes(b"same bytes")
+        suites.append(load_suite(_write(folder, text)))
+    assert suites[0].downscalers == suites[1].downscalers
+    assert suites[0].digest() == suites[1].digest()
+    (tmp_path / "one" / "lr_x4" / "a.png").write_bytes(b"other bytes")  # another LR set: another id
+    assert load_suite(tmp_path / "one" / "suite.yaml").downscalers != suites[1].downscalers
 
 
 def test_the_digest_follows_what_is_computed_not_the_name() -> None:

@@ -71,7 +71,7 @@ HAND = records([
 def test_per_image_means_stds_and_counts() -> None:
     out = per_image(HAND)
     assert out.columns == ["downscaler", "model", "metric", "scale", "image", "mean", "std", "n_samples", "n_nonfinite",
-                           "n_unconverged"]
+                           "n_errors", "n_unconverged"]
     assert out["image"].to_list() == ["a", "b", "c"]
     assert out["mean"].to_list() == [2.0, 10.0, None]
     assert out["std"].to_list()[0] == pytest.approx(1.0)  # ddof=1 of 1, 2, 3
@@ -83,7 +83,7 @@ def test_per_image_means_stds_and_counts() -> None:
 def test_ida_rd_is_mean_of_per_image_means_not_pooled_mean() -> None:
     table = ida_rd_table(HAND, n_boot=200)
     assert table.columns == ["downscaler", "model", "metric", "scale", "ida_rd", "std_images", "ci_low", "ci_high",
-                             "n_images", "n_samples", "n_nonfinite", "n_unconverged"]
+                             "n_images", "n_samples", "n_nonfinite", "n_errors", "n_unconverged"]
     row = table.row(0, named=True)
     assert row["ida_rd"] == pytest.approx((2.0 + 10.0) / 2)      # pooled mean would be 16 / 4 = 4
     assert row["std_images"] == pytest.approx(math.sqrt(32.0))   # std([2, 10], ddof=1)

@@ -24,6 +24,6 @@ TINY_4X_WEIGHTS = WEIGHTS_DIR / "srflow-tiny-4x.safetensors"
 class SRFlowTiny4x(SRFlow):
     """Embedded 4x SRFlow for smoke runs (small, trained on bundled photos; not for publication)."""
 
-    weights: str = str(TINY_4X_WEIGHTS)
+    weights: str = dataclasses.field(default=str(TINY_4X_WEIGHTS), metadata={"path": "file"})
     config: str = "TINY_4X"
     heat: float = 0.7

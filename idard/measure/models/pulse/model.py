@@ -53,10 +53,10 @@ class Pulse(Plugin):
 
     generator: str = "dcgan-faces"
     scale: int = 8
-    weights: str = ""
-    mapping: str = ""
-    synthesis: str = ""
-    gaussian_fit: str = ""
+    weights: str = dataclasses.field(default="", metadata={"path": "file"})
+    mapping: str = dataclasses.field(default="", metadata={"path": "file"})
+    synthesis: str = dataclasses.field(default="", metadata={"path": "file"})
+    gaussian_fit: str = dataclasses.field(default="", metadata={"path": "file"})
     steps: int = 100
     lr: float = 0.4
     eps: float = 2e-3

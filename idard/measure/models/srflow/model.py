@@ -109,7 +109,7 @@ class SRFlow(Plugin):
     ``heat``: latent temperature (standard deviation of z and of every split's eps).
     """
 
-    weights: str
+    weights: str = dataclasses.field(metadata={"path": "file"})
     config: str = "auto"
     heat: float = 1.1
     _runtime: ModelRuntime = dataclasses.field(
