@@ -42,7 +42,7 @@ def test_upscale_is_reproducible_per_seed(tmp_path: Path) -> None:
     weights = tmp_path / "tiny.safetensors"
     torch.manual_seed(0)
     save_weights(SRFlowNet(TINY_4X).eval(), weights)
-    Image.fromarray(RNG.integers(0, 256, (8, 10, 3), dtype=np.uint8)).save(tmp_path / "lr.png")
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (8, 10, 3), dtype=np.uint8)).save(tmp_path / "lr.png")
     model = f"srflow(weights='{weights}')"
     for out in ("a", "b"):
         result = runner.invoke(app, ["upscale", str(tmp_path / "lr.png"), str(tmp_path / out), "--model", model,
@@ -51,6 +51,21 @@ def test_upscale_is_reproducible_per_seed(tmp_path: Path) -> None:
     a3, b3 = (np.asarray(Image.open(tmp_path / d / "lr_seed3.png")) for d in ("a", "b"))
     assert a3.shape == (32, 40, 3)
     np.testing.assert_array_equal(a3, b3)
+
+    # each file is the sample of its seed at the asked heat, as the model API draws it
+    from idard.measure.images import load_image, to_tensor, to_uint8
+    from idard.measure.models import MODELS
+
+    def drawn(heat: float | None, seed: int) -> np.ndarray:
+        sr_model = MODELS.create(model, **({"heat": heat} if heat is not None else {}))
+        sample = sr_model.sample(to_tensor(load_image(tmp_path / "lr.png").pixels), [seed])[0, 0]
+        return to_uint8(sample.permute(1, 2, 0).numpy())
+
+    a4 = np.asarray(Image.open(tmp_path / "a" / "lr_seed4.png"))
+    np.testing.assert_array_equal(a3, drawn(0.7, 3))
+    np.testing.assert_array_equal(a4, drawn(0.7, 4))
+    assert np.abs(a3.astype(int) - a4).max() > 8  # seeds differ
+    assert np.abs(a3.astype(int) - drawn(None, 3)).max() > 8  # the heat mattered
 
 
 def test_distortion_prints_the_official_lpips_value(shared_reference: Path) -> None:

@@ -111,8 +111,9 @@ def test_normal_then_reverse_reconstructs_the_hr_image() -> None:
         (z_shape, eps_shapes) = net.latent_shapes(32, 48)
         assert enc.z.shape[1:] == z_shape and [e.shape[1:] for e in enc.eps] == eps_shapes
         rec, logdet = net.decode(enc.z, enc.eps, net.condition(lr))
-    assert (rec - hr).abs().max() < 1e-4
-    assert torch.allclose(logdet, -enc.logdet, rtol=1e-4, atol=1e-2)
+    assert (rec - hr).abs().max() < 1e-5  # measured: 1.1e-6 at most over seeds 1-3
+    # |log-det| is ~2900 here, where one float32 step is 2.4e-4; measured: 1e-3 at most
+    torch.testing.assert_close(logdet, -enc.logdet, atol=2e-3, rtol=0)
 
 
 def test_nll_is_finite_per_example_and_a_training_step_lowers_it() -> None:
