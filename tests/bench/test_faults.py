@@ -30,7 +30,7 @@ from tests.bench.conftest import write_crops, write_suite
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-IMAGES = 12
+IMAGES = 18
 DOWNSCALERS = ["bicubic", "nearest", "box"]
 SAMPLES = 2
 EXPECTED = IMAGES * len(DOWNSCALERS) * SAMPLES
@@ -62,6 +62,11 @@ def _wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def _workers_written(run_dir: Path) -> int:
+    """How many distinct workers the stored records come from so far."""
+    return RecordStore(run_dir).scan().select(pl.col("worker").n_unique()).collect().item()
+
+
 def _assert_complete(run_dir: Path) -> pl.DataFrame:
     store = RecordStore(run_dir)
     records = store.scan().collect()
@@ -89,7 +94,9 @@ def test_a_worker_node_dies_mid_run_and_the_run_completes(cluster, suite_dir: Pa
 
     driver = threading.Thread(target=drive)
     driver.start()
-    _wait_for(lambda: len(RecordStore(out).parts()) >= 2, 240, "the first records")
+    # Both workers must have written before one is lost: waiting for any two parts let
+    # the faster-starting worker write them all while the other still loaded its model.
+    _wait_for(lambda: _workers_written(out) >= 2, 240, "records from both workers")
     cluster_.remove_node(workers[1])  # the node and its actor are gone, mid-run
     driver.join(timeout=400)
     assert not driver.is_alive(), "the run did not finish after losing a node"
