@@ -41,10 +41,13 @@ def _ranks(images: list, ladders: tuple[Ladder, ...], samples: int) -> tuple[dic
     return score, {ladder.family: ladder.spearman(table) for ladder in ladders}
 
 
-def test_on_held_out_crops_nearest_loses_most_and_blur_ladder_is_monotone() -> None:
-    score, rho = _ranks([_crop(name) for name in HELD_OUT], PAPER_LADDERS[:1], samples=4)
+def test_on_held_out_crops_nearest_loses_most_and_every_ladder_has_the_papers_sign() -> None:
+    """The slow validation below at CI size: all five ladders, on 96-px centre crops with
+    K = 2 (144 SR samples of 96 px: less work than the blur ladder alone at 128 px, K = 4).
+    Measured: every sign right, in 796 s on a 2-core machine at load average ~50."""
+    score, rho = _ranks([_crop(name, 96) for name in HELD_OUT], PAPER_LADDERS, samples=2)
     assert score["nearest"] > max(score["bicubic"], score["bilinear"])
-    assert rho == {"Gauss. blur": 1.0}
+    assert rho == {ladder.family: ladder.sign for ladder in PAPER_LADDERS}
 
 
 @pytest.mark.slow
