@@ -76,6 +76,7 @@ def _part(rng: np.random.Generator, images: np.ndarray, first: int, downscalers:
         "model": MODEL, "metric": METRIC,
         "seed": np.tile(np.arange(n_seeds, dtype=np.int64), n_img * n_ds),
         "scale": np.int64(SCALE), "value": value, "finite": finite,
+        "converged": pl.Series([None] * rows, dtype=pl.Boolean),  # a model without that notion
         "error": pl.Series([None] * rows, dtype=pl.String),
         "weights_hash": "9f2c4e" * 10 + "a1b2", "sample_seconds": rng.uniform(0.01, 0.03, rows),
         "metric_seconds": rng.uniform(0.001, 0.003, rows), "device": "cuda:0", "code_version": "0.1.0",

@@ -26,7 +26,7 @@ import polars as pl
 
 from idard.bench.store import PART_GLOB, RecordStore
 from idard.measure.records import KEY_COLUMNS
-from idard.measure.statistics import DEFAULT_MAX_ROWS, ida_rd_table, paired_differences
+from idard.measure.statistics import DEFAULT_MAX_ROWS, ida_rd_table, report_tables
 
 #: The rows of the report: one per (downscaler, model, metric, scale).
 REPORT_KEYS = ("downscaler", "model", "metric", "scale")
@@ -113,17 +113,19 @@ def build_report(
     paired, paired_error = None, None
     if baseline is not None:  # first: an unknown baseline fails before the long bootstrap
         baseline = resolve_baseline(lf, baseline)
-    table = with_direction(ida_rd_table(lf, by=keys, n_boot=n_boot, seed=seed, max_rows=max_rows,
-                                        include_unconverged=include_unconverged), lf)
-    if baseline is not None:
-        try:
-            paired = paired_differences(lf, baseline, by=keys, n_boot=n_boot, seed=seed, max_rows=max_rows,
-                                        include_unconverged=include_unconverged)
-        except ValueError as exc:  # no usable baseline records: the table still stands
-            hint = "" if include_unconverged else "; --include-unconverged puts unconverged samples in the means"
-            paired_error = f"no paired differences: {exc}{hint}"
-        else:
-            paired = with_loss_direction(paired, table)
+    options = {"by": keys, "n_boot": n_boot, "seed": seed, "max_rows": max_rows,
+               "include_unconverged": include_unconverged}
+    try:  # one call for both tables: records that fit in one batch are read once for both
+        table, paired = report_tables(lf, baseline, **options)
+    except ValueError as exc:  # no usable baseline records: the table still stands
+        if baseline is None:
+            raise
+        table = ida_rd_table(lf, **options)
+        hint = "" if include_unconverged else "; --include-unconverged puts unconverged samples in the means"
+        paired_error = f"no paired differences: {exc}{hint}"
+    table = with_direction(table, lf)
+    if paired is not None:
+        paired = with_loss_direction(paired, table)
     return Report(table=table, paired=paired, baseline=baseline, n_boot=n_boot, seed=seed,
                   include_unconverged=include_unconverged, paired_error=paired_error)
 
