@@ -122,16 +122,16 @@ def peak_rss_mb() -> float:
 def measure_report(run_dir: Path, n_boot: int, max_rows: int) -> dict:
     """`build_report` as ``idard-bench report`` runs it: scan, table, paired differences."""
     before = peak_rss_mb()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = build_report(scan_records(run_dir), baseline="bicubic", n_boot=n_boot, seed=0, max_rows=max_rows)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert report.paired is not None
     with pl.Config(tbl_rows=6, tbl_cols=12, tbl_width_chars=160):
         print(report.table.sort("ida_rd").head(5), file=sys.stderr)
         print(report.paired.sort("mean_diff").head(5), file=sys.stderr)
     return {
-        "seconds": seconds, "rss_after_imports_mb": before, "peak_rss_mb": peak_rss_mb(),
-        "table_rows": report.table.height, "paired_rows": report.paired.height,
+        "seconds": seconds, "cpu_seconds": cpu, "rss_after_imports_mb": before, "peak_rss_mb": peak_rss_mb(),
+        "load_average_1min": os.getloadavg()[0], "table_rows": report.table.height, "paired_rows": report.paired.height,
         "n_samples": int(report.table["n_samples"].sum()), "n_nonfinite": int(report.table["n_nonfinite"].sum()),
     }
 
@@ -182,9 +182,14 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reduce an existing --dir without regenerating it")
     parser.add_argument("--skip-unbatched", action="store_true", help="skip the one-pass comparison (~4 GB at 10M)")
     parser.add_argument("--out", type=Path, default=RESULTS / "report_scale.json")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long check that the script still runs (tiny sizes, results to a temp file)")
     parser.add_argument("--measure", choices=sorted(MEASUREMENTS), help=argparse.SUPPRESS)  # child process mode
     args = parser.parse_args()
 
+    if args.smoke:
+        args.images, args.downscalers, args.seeds, args.n_boot, args.skip_unbatched = 30, 3, 4, 50, True
+        args.out = Path(tempfile.mkdtemp(prefix="idard-scale-smoke-")) / "report_scale.json"
     if args.measure:
         extra = (args.n_boot, args.max_rows) if args.measure == "report" else ()
         print(json.dumps(MEASUREMENTS[args.measure](args.dir, *extra)))
@@ -214,6 +219,7 @@ def main() -> None:
             "unbatched_one_pass_n_boot0": unbatched,
             "summary": {
                 "build_report_seconds": report["seconds"],
+                "build_report_cpu_seconds": report["cpu_seconds"],
                 "build_report_peak_rss_mb": report["peak_rss_mb"],
                 "build_report_rss_above_imports_mb": round(increase, 1),
                 "records_frame_all_columns_mb": collect["all_columns_mb"],

@@ -446,6 +446,23 @@ def migrate(
 
 
 @app.command()
+def compact(
+    run_dir: Annotated[str, typer.Argument(help="Run directory (or object-store URI) holding records/.")],
+    target_mb: Annotated[float, typer.Option(min=0.001, help="Size a compacted part aims at.")] = 32.0,
+) -> None:
+    """Rewrite a run's many small record parts as few large ones (safe to interrupt)."""
+    from idard.bench.compact import compact as compact_store
+    from idard.bench.store import RecordStore
+
+    with user_errors():
+        result = compact_store(RecordStore(run_dir), target_mb=target_mb)
+        console.print(f"{result.parts_before} parts -> {result.parts_after}: {result.rewritten} rewritten as "
+                      f"{result.written} ({result.records} records) in {result.seconds:.1f} s"
+                      + (f"; finished {result.recovered} interrupted compaction(s)" if result.recovered else ""),
+                      highlight=False)
+
+
+@app.command()
 def status(suite_path: SuiteOption = None, out: OutOption = None) -> None:
     """What is done and what is missing for a suite in a run directory."""
     from rich.table import Table

@@ -17,6 +17,7 @@ from rich.console import Console
 
 import idard
 from idard.bench.lease import RunLease
+from idard.bench.compact import compact_if_many
 from idard.bench.plan import Plan, make_plan
 from idard.bench.progress import RunProgress
 from idard.bench.runner import RunOptions, RunResult, execute
@@ -161,6 +162,10 @@ def _run_holding_lease(suite: Suite, store: RecordStore, options: RunOptions, co
     result = None
     if plan.units:
         result = execute(plan, store, options, RunProgress(console))
+        compacted = compact_if_many(store)  # thousands of small parts slow every later plan and report
+        if compacted is not None:
+            console.print(f"compacted {compacted.parts_before} record parts into {compacted.parts_after}",
+                          highlight=False)
     else:
         console.print(f"nothing to compute: all {plan.total_tasks} records of suite {suite.name!r} "
                       f"are in {store.run_dir}", highlight=False)

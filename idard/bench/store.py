@@ -135,11 +135,18 @@ class RecordStore:
 
     # ------------------------------------------------------------------ reading
     def parts(self) -> list[str]:
-        """Paths of the complete, readable parts (filesystem paths, without the URI scheme).
+        """Paths of the complete, readable parts (filesystem paths, without the URI scheme),
+        minus those a compaction has replaced (`idard.bench.compact` says when that is).
 
         Unreadable parts are left out and listed, with why, in `skipped_parts`; each part
         is checked once per process (its footer), since parts never change.
         """
+        from idard.bench.compact import consistent_parts
+
+        return consistent_parts(self, self._listed_parts)
+
+    def _listed_parts(self) -> list[str]:
+        """Every complete, readable part file present, replaced or not."""
         try:
             selector = pyarrow.fs.FileSelector(self.records_dir, allow_not_found=True)
             infos = self._fs.get_file_info(selector)

@@ -71,12 +71,13 @@ PAIRED_COLUMNS = ("baseline", "mean_diff", "std_images", "ci_low", "ci_high", "p
 #: Most float elements one bootstrap chunk draws (about 50 MB of temporaries at 2**21).
 _CHUNK_ELEMENTS = 1 << 21
 
-#: Most records one reduction step reads at once. Reading them and grouping them by image
-#: with their value lists (string keys, hash tables, lists; for paired differences the join
-#: too) takes Polars about 600 bytes per record: some 0.6 GB at this default, measured on
-#: 10 million records by benchmark/report_scale.py. Each batch is one more pass over the
-#: records, so a larger budget trades memory for time.
-DEFAULT_MAX_ROWS = 1_000_000
+#: Most records one reduction step reads at once. Above `COLUMNAR_ROWS` records are held
+#: as integer codes and numpy arrays, about 150 bytes per record at the peak of a report
+#: (table and paired differences from one read): 1.7 GB of resident memory for 10 million
+#: records, measured by benchmark/report_scale.py. (The list path below `COLUMNAR_ROWS`
+#: takes about 600 bytes per record.) Each batch is one more pass over the records, so a
+#: smaller budget trades time for memory.
+DEFAULT_MAX_ROWS = 12_000_000
 
 #: Inputs with more records than this are reduced by `idard.measure.columnar` (integer
 #: codes and numpy: some 20x less time and 10x less memory per record than Polars value
