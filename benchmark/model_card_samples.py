@@ -9,6 +9,7 @@ with nearest upsampling), three SR samples (seeds 0, 1, 2) per heat, and the HR 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,14 @@ def main() -> None:
     parser.add_argument("--model", default="srflow-tiny-4x")
     parser.add_argument("--heats", type=float, nargs="+", default=[0.6, 0.9])
     parser.add_argument("--out", type=Path, default=Path("idard/weights/samples"))
+    parser.add_argument("--smoke", action="store_true", help="seconds-long check that the script runs (tiny sizes, temp output)")
     args = parser.parse_args()
+    size = 128
+    if args.smoke:
+        args.heats, size = [0.6], 32
+        args.out = Path(tempfile.mkdtemp(prefix="idard-smoke-"))
     for name in HELD_OUT:
-        path = save_image(args.out / f"{name}.png", strip(name, args.model, args.heats))
+        path = save_image(args.out / f"{name}.png", strip(name, args.model, args.heats, size))
         print(path)
 
 

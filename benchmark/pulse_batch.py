@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,7 +62,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4, help="K of the projected 300-image run")
     parser.add_argument("--stylegan", action="store_true", help="also time a StyleGAN-1024-sized generator")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "pulse_batch.json")
+    parser.add_argument("--smoke", action="store_true", help="seconds-long check that the script runs (tiny sizes, temp output)")
     args = parser.parse_args()
+    if args.smoke:
+        args.batches, args.steps, args.stylegan = "1,2", 1, False
+        args.out = Path(tempfile.mkdtemp(prefix="idard-smoke-")) / "pulse_batch.json"
     batches = [int(b) for b in args.batches.split(",")]
 
     runs = {"dcgan-faces 64px, x8": (DCGANFaces(dcgan_faces_weights()).to(args.device), 8)}

@@ -62,25 +62,43 @@ def with_ray(suite_path: Path, workers: int, cores: int) -> dict:
             "workers": summary.result.workers if summary.result else []}
 
 
+def _tiny_suite(folder: Path) -> Path:
+    """A suite of one 32 px crop of a bundled photo, bicubic, the embedded model, K = 1."""
+    from idard.measure.datasets import load_bundled
+    from idard.measure.images import save_image
+
+    image = load_bundled("astronaut")
+    save_image(folder / "images" / "astronaut.png", image.pixels[:32, :32])
+    path = folder / "tiny.yaml"
+    path.write_text(json.dumps({"name": "tiny", "images": [str(folder / "images")], "downscalers": ["bicubic"],
+                                "models": ["srflow-tiny-4x"], "metrics": ["psnr"], "samples": 1}))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", type=Path, default=Path(__file__).parent / "quickstart.yaml")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="seconds-long check that the script runs (tiny sizes, temp output)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    if args.smoke:  # one 32 px image, one downscaler, one sample; one Ray worker; temp output
+        args.out = Path(tempfile.mkdtemp(prefix="idard-smoke-"))
+        args.suite = _tiny_suite(args.out)
 
     results = {"suite": str(args.suite), "cores": cores, "machine": platform.processor() or platform.machine()}
     results["in_process"] = in_process(args.suite, cores)
     print("in-process", results["in_process"], flush=True)
     results["ray_1_worker"] = with_ray(args.suite, 1, cores)
     print("ray x1", results["ray_1_worker"], flush=True)
-    if cores >= 2:
+    if cores >= 2 and not args.smoke:
         results["ray_2_workers"] = with_ray(args.suite, 2, cores)
         print("ray x2", results["ray_2_workers"], flush=True)
     base = results["in_process"]["seconds"]
     results["overhead_ratio_1_worker"] = results["ray_1_worker"]["seconds"] / base
 
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "runner_overhead.json").write_text(json.dumps(results, indent=2) + "\n")
+    args.out.mkdir(exist_ok=True)
+    (args.out / "runner_overhead.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [f"# Runner overhead: {args.suite.name}, {results['in_process']['records']} records, {cores} CPU cores",
              "", "| configuration | seconds | records/s | vs in-process |", "|---|---|---|---|"]
     for key, label in (("in_process", "in-process loop (no Ray)"), ("ray_1_worker", "idard-bench runner, 1 worker"),
@@ -88,7 +106,7 @@ def main() -> None:
         if key in results:
             r = results[key]
             lines.append(f"| {label} | {r['seconds']:.1f} | {r['records_per_s']:.2f} | {r['seconds'] / base:.2f}x |")
-    (RESULTS / "runner_overhead.md").write_text("\n".join(lines) + "\n")
+    (args.out / "runner_overhead.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import statistics
 import time
 from pathlib import Path
@@ -65,7 +66,11 @@ def main() -> None:
     parser.add_argument("--model", default="srflow-tiny-4x")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sampling_batch.json")
+    parser.add_argument("--smoke", action="store_true", help="seconds-long check that the script runs (tiny sizes, temp output)")
     args = parser.parse_args()
+    if args.smoke:
+        args.k, args.size, args.repeats = 2, 32, 1
+        args.out = Path(tempfile.mkdtemp(prefix="idard-smoke-")) / "sampling_batch.json"
 
     model = MODELS.create(args.model).to(args.device)
     lpips = DISTORTIONS.create("lpips-alex").to(args.device)

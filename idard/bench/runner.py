@@ -312,8 +312,13 @@ def _final_infos(pool: _Pool, timeout: float = 10.0) -> None:
             continue
 
 
-def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunProgress) -> RunResult:
-    """Compute every unit of ``plan`` on Ray and write the records to ``store``."""
+def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunProgress,
+            worker_cls: type | None = None) -> RunResult:
+    """Compute every unit of ``plan`` on Ray and write the records to ``store``.
+
+    ``worker_cls`` replaces `idard.bench.worker.Worker` (same constructor and methods):
+    benchmark/simulated_cluster.py uses it to run dozens of actors that only sleep.
+    """
     import ray
     from ray.exceptions import ActorUnavailableError, GetTimeoutError, ObjectLostError, RayActorError, RayTaskError
 
@@ -323,7 +328,7 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
     suite_hash = plan.suite.digest()
     _init_ray(options)
     shape = worker_shape(options, len(plan.units))
-    actor_cls = ray.remote(Worker).options(
+    actor_cls = ray.remote(worker_cls or Worker).options(
         num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=-1, max_task_retries=0,
         scheduling_strategy="SPREAD",
     )

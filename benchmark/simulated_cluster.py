@@ -1,0 +1,236 @@
+"""The runner with many GPUs simulated on one machine: does the driver keep them busy?
+
+A `ray.cluster_utils.Cluster` is started on this machine with several nodes that declare
+fake GPUs, and a real suite (real images, downscalers, the ``latency`` model, PSNR) runs
+through the real runner: `idard.bench.plan.make_plan`, `idard.bench.runner.execute` with
+its bounded in-flight queue, resubmission and single writer, and a real `RecordStore`.
+
+What is simulated is the device. Each actor is a `LatencyWorker`: it takes a work unit
+and the image bytes from the object store exactly as `idard.bench.worker.Worker` does,
+sleeps ``ms`` per SR sample (the ``latency`` model's cost, a device keeping its host
+thread waiting) and returns the unit's records. It does not import torch: a torch import
+costs each process some 290 MB of private memory, so 64 real workers need 20 GB, and this
+machine has less. For the same reason the work unit travels as a plain tuple (a custom
+Ray serializer registered by this script), since unpickling the runner's `WorkUnit` in an
+actor imports the suite module and with it torch. Everything the driver does is real.
+
+Weak scaling: each configuration gets ``--units-per-actor`` units per actor, so the ideal
+time is the same at every size: units_per_actor x samples_per_unit x ms. Efficiency is
+ideal / measured, measured from the first unit dispatched (the runner starts dispatching
+once actors answer) to the last record written. ``startup`` (Ray starting the actors'
+processes) is reported apart. ``driver_cpu_ms_per_unit`` is the driver process's CPU time
+(all its threads, Ray's included) per unit.
+
+One configuration loses a node mid-run (``Cluster.remove_node``): its actors die, their
+in-flight units are resubmitted, Ray restarts the actors elsewhere, and the store must
+end with every key exactly once.
+
+    nice -n 15 python benchmark/simulated_cluster.py [--actors 1 8 32 64] [--ms 20] [--smoke]
+
+Writes ``benchmark/results/simulated_cluster.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from PIL import Image
+
+RESULTS = Path(__file__).parent / "results"
+DOWNSCALERS = ["bicubic", "bilinear", "nearest", "box"]
+METRIC = "psnr"
+
+
+class LatencyWorker:
+    """A worker whose device is a sleep: same constructor, ``info`` and ``run`` as
+    `idard.bench.worker.Worker`, records of the same schema, no torch."""
+
+    def __init__(self, threads: int | None = None, max_batch: int = 64, **_: Any) -> None:
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.units_done = 0
+
+    def info(self) -> dict[str, Any]:
+        return {"worker": self.name, "device": "simulated-gpu", "threads": 1, "models": []}
+
+    def run(self, unit: tuple, data: bytes | Exception) -> pl.DataFrame:
+        image, model, ms, items = unit
+        samples = sum(len(seeds) for _, seeds, _ in items)
+        time.sleep(ms / 1000.0 * samples)
+        keys = [(image, d, m, s) for d, seeds, metrics in items for m in metrics for s in seeds]
+        size = len(data) if isinstance(data, bytes) else 0
+        frame = pl.DataFrame(keys, schema=["image", "downscaler", "metric", "seed"], orient="row")
+        self.units_done += 1
+        return frame.with_columns(
+            model=pl.lit(model), scale=pl.lit(4, dtype=pl.Int64), value=pl.lit(float(size % 97)),
+            finite=pl.lit(True), sample_seconds=pl.lit(ms / 1000.0), device=pl.lit("simulated-gpu"),
+            worker=pl.lit(self.name),
+        )
+
+
+def _unit_to_tuple(unit) -> tuple:
+    from idard.measure.models import MODELS
+
+    ms = MODELS.create(unit.model).ms
+    items = tuple((i.downscaler, tuple(i.seeds), tuple(i.metrics)) for i in unit.items)
+    return (unit.image.name, unit.model, ms, items)
+
+
+def _tuple_to_unit(value: tuple) -> tuple:
+    return value
+
+
+class TimedProgress:
+    """The runner's progress interface, recording when each unit's records arrived."""
+
+    def __init__(self) -> None:
+        self.computed = 0
+        self.times: list[float] = []
+        self.notes: list[str] = []
+        self.started = 0.0
+
+    def start(self, total: int, done: int, workers: int) -> None:
+        self.started = time.perf_counter()
+
+    def advance(self, tasks: int, worker: str) -> None:
+        self.computed += tasks
+        self.times.append(time.perf_counter())
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def stop(self) -> None:
+        pass
+
+
+def make_images(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"img{i:05d}.png")
+
+
+def run_config(work: Path, actors: int, units_per_actor: int, ms: float, seeds: int, in_flight: int,
+               kill_node=None) -> dict:
+    """One weak-scaling point: ``actors`` x ``units_per_actor`` units through the runner."""
+    from idard.bench.plan import make_plan
+    from idard.bench.runner import RunOptions, execute
+    from idard.bench.store import RecordStore
+    from idard.bench.suite import load_suite
+
+    images = work / f"images-{actors}"
+    make_images(images, actors * units_per_actor)
+    suite_file = work / f"suite-{actors}.yaml"
+    suite_file.write_text(json.dumps({
+        "name": f"simulated-{actors}", "images": [str(images)], "downscalers": DOWNSCALERS,
+        "models": [f"latency(ms={ms})"], "metrics": [METRIC], "samples": seeds,
+    }))
+    run_dir = work / f"run-{actors}{'-nodeloss' if kill_node else ''}"
+    store = RecordStore(run_dir)
+    plan = make_plan(load_suite(suite_file), store)
+    progress = TimedProgress()
+    unit_seconds = len(DOWNSCALERS) * seeds * ms / 1000.0
+    if kill_node is not None:  # after a third of the units, take a node away
+        def killer() -> None:
+            while progress.computed < plan.total_tasks / 3:
+                time.sleep(0.05)
+            kill_node()
+            progress.notes.append(f"node removed after {progress.computed} records")
+        threading.Thread(target=killer, daemon=True).start()
+    cpu = time.process_time()
+    started = time.perf_counter()
+    result = execute(plan, store, RunOptions(workers=actors, in_flight_per_worker=in_flight, flush_records=2000),
+                     progress, worker_cls=LatencyWorker)
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    first_dispatch = progress.times[0] - unit_seconds  # the first unit was dispatched one unit time before
+    measured = progress.times[-1] - first_dispatch
+    ideal = units_per_actor * unit_seconds
+    held = store.scan().select("image", "downscaler", "model", "metric", "seed")
+    count = held.select(pl.len()).collect().item()
+    duplicates = store.duplicate_keys().height
+    return {
+        "actors": actors, "units": len(plan.units), "records": plan.total_tasks, "unit_seconds": unit_seconds,
+        "ideal_seconds": round(ideal, 2), "measured_seconds": round(measured, 2),
+        "efficiency": round(ideal / measured, 3), "startup_seconds": round(first_dispatch - started, 2),
+        "wall_seconds": round(wall, 2), "driver_cpu_ms_per_unit": round(1000 * cpu / len(plan.units), 2),
+        "units_per_second": round(len(plan.units) / measured, 1), "records_written": count,
+        "every_key_once": count == plan.total_tasks and duplicates == 0, "duplicate_keys": duplicates,
+        "parts": len(store.parts()), "failed_units": result.failed_units, "notes": progress.notes[:5],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--gpus-per-node", type=int, default=16)
+    parser.add_argument("--units-per-actor", type=int, default=8)
+    parser.add_argument("--ms", type=float, default=20.0, help="device latency per SR sample")
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--in-flight", type=int, default=2, help="units per actor in flight (the runner's default)")
+    parser.add_argument("--node-loss-actors", type=int, default=32, help="the configuration that loses a node (0: none)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "simulated_cluster.json")
+    parser.add_argument("--smoke", action="store_true", help="2 nodes, 1 and 2 actors, a node loss; temp results")
+    args = parser.parse_args()
+    if args.smoke:
+        args.actors, args.gpus_per_node, args.units_per_actor, args.ms, args.node_loss_actors = [1, 2], 2, 3, 5.0, 2
+        args.out = Path(tempfile.mkdtemp(prefix="idard-cluster-smoke-")) / "simulated_cluster.json"
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from idard.bench.plan import WorkUnit
+
+    largest = max([*args.actors, args.node_loss_actors])
+    nodes = -(-largest // args.gpus_per_node) + (1 if args.node_loss_actors else 0)  # one spare for the loss
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+    workers = [cluster.add_node(num_cpus=args.gpus_per_node, num_gpus=args.gpus_per_node) for _ in range(nodes)]
+    work = Path(tempfile.mkdtemp(prefix="idard-cluster-"))
+    rows = []
+    try:
+        ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+        ray.util.register_serializer(WorkUnit, serializer=_unit_to_tuple, deserializer=_tuple_to_unit)
+        for actors in args.actors:
+            rows.append(run_config(work, actors, args.units_per_actor, args.ms, args.seeds, args.in_flight))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+        if args.node_loss_actors:
+            victim = workers[0]
+            row = run_config(work, args.node_loss_actors, args.units_per_actor, args.ms, args.seeds, args.in_flight,
+                             kill_node=lambda: cluster.remove_node(victim, allow_graceful=False))
+            row["node_loss"] = True
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+    result = {"ms_per_sample": args.ms, "samples_per_unit": len(DOWNSCALERS) * args.seeds,
+              "units_per_actor": args.units_per_actor, "in_flight_per_worker": args.in_flight,
+              "gpus_per_node": args.gpus_per_node, "nodes": nodes, "cpus": os.cpu_count(),
+              "load_average_1min_at_end": round(os.getloadavg()[0], 1), "configs": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["| actors | units | ideal s | measured s | efficiency | units/s | driver CPU ms/unit | startup s | every key once |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['actors']}{' (node lost)' if r.get('node_loss') else ''} | {r['units']} | "
+                     f"{r['ideal_seconds']} | {r['measured_seconds']} | {r['efficiency']} | {r['units_per_second']} | "
+                     f"{r['driver_cpu_ms_per_unit']} | {r['startup_seconds']} | {r['every_key_once']} |")
+    print("\n".join(lines))
+    if any(not r["every_key_once"] for r in rows):
+        raise SystemExit("a configuration did not end with every key exactly once")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Every script under benchmark/ still runs: each at a tiny size (``--smoke``), in seconds.
+
+Benchmarks rot when nothing runs them: report_scale.py stopped working when records grew
+a column, and nobody noticed until its figure was needed. Each script here runs as its
+users run it (a subprocess, from the repository root) with the arguments below, which
+make it tiny and write its results to a temporary folder, never over benchmark/results/.
+
+Adding a benchmark script is adding one line to SMOKE; a script without a line fails
+`test_every_benchmark_script_has_a_smoke_run`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARK = ROOT / "benchmark"
+
+#: script -> arguments that make it run in seconds
+SMOKE: dict[str, list[str]] = {
+    "ci_agreement.py": ["--smoke"],
+    "model_card_samples.py": ["--smoke"],
+    "pulse_batch.py": ["--smoke"],
+    "report_scale.py": ["--smoke"],
+    "runner_overhead.py": ["--smoke"],
+    "sampling_batch.py": ["--smoke"],
+    "simulated_cluster.py": ["--smoke"],
+    "validate_embedded.py": ["--smoke"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_benchmark_script_runs_at_a_tiny_size(script: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(BENCHMARK / script), *SMOKE[script]], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert done.returncode == 0, f"{script} {' '.join(SMOKE[script])} failed:\n{done.stdout[-4000:]}"
+
+
+def test_every_benchmark_script_has_a_smoke_run() -> None:
+    scripts = {p.name for p in BENCHMARK.glob("*.py") if not p.name.startswith("_")}
+    assert scripts - set(SMOKE) == set(), "add a line to SMOKE for each new benchmark script"
+    assert set(SMOKE) - scripts == set(), "SMOKE names a script that is gone"
