@@ -5,11 +5,12 @@ A synthetic run directory is written in the record store's own layout and schema
 flushes them: whole images, every downscaler and seed), then `build_report` reduces it with
 a paired baseline (``bicubic``) in a fresh process whose peak resident memory is recorded.
 
-The point is the memory bound, so two more fresh processes measure what it is compared
-with: the in-memory size of the records frame that a naive ``collect()`` would hold, and
-the peak of the same reduction done in one pass (``max_rows`` above the record count,
-without bootstrap). Every measurement has its own process so that no peak (generating the
-parts included) raises another.
+More fresh processes measure what it is compared with: the in-memory size of the records
+frame that a naive ``collect()`` would hold, the same reduction without bootstrap, the
+store side of planning (listing parts, the planner's anti-join of every key), and, after
+``idard-bench compact`` on the same directory, planning and the report again. Every
+measurement has its own process so that no peak (generating the parts included) raises
+another. Times are wall and CPU seconds: on a shared machine the CPU time is the steadier.
 
 Values: per image a difficulty, per downscaler a shift, per (image, seed) SR noise shared by
 all downscalers (as with real SR samples drawn from the same seed), small independent noise
@@ -137,11 +138,8 @@ def measure_report(run_dir: Path, n_boot: int, max_rows: int) -> dict:
 
 
 def measure_unbatched(run_dir: Path) -> dict:
-    """The same reduction in one pass (``max_rows`` above the record count), without bootstrap.
-
-    This is the memory that batching avoids: the grouped value lists of every record at
-    once. The bootstrap is left out (n_boot=0) because it works on one group either way.
-    """
+    """The same reduction in one pass (``max_rows`` above the record count), without
+    bootstrap: what the report costs when the CIs cost nothing."""
     before = peak_rss_mb()
     started = time.perf_counter()
     build_report(scan_records(run_dir), baseline="bicubic", n_boot=0, max_rows=2**62)
@@ -159,7 +157,43 @@ def measure_collect(run_dir: Path) -> dict:
     }
 
 
-MEASUREMENTS = {"report": measure_report, "unbatched": measure_unbatched, "collect": measure_collect}
+def measure_plan(run_dir: Path) -> dict:
+    """What planning costs on the store side: list the parts, then the planner's anti-join of
+    every key of the suite against the keys held (as `idard.bench.plan.make_plan` does)."""
+    from idard.bench.store import RecordStore
+    from idard.measure.records import KEY_COLUMNS
+
+    started, cpu = time.perf_counter(), time.process_time()
+    store = RecordStore(run_dir)
+    parts = store.parts()
+    shape = store.scan(parts).select(
+        pl.col("image").unique().alias("image").implode(), pl.col("downscaler").unique().implode(),
+        pl.col("model").unique().implode(), pl.col("metric").unique().implode(), pl.col("seed").unique().implode(),
+    ).collect().row(0)
+    keys = pl.LazyFrame({"image": shape[0]})
+    for column, values in zip(KEY_COLUMNS[1:], shape[1:]):
+        keys = keys.join(pl.LazyFrame({column: values}), how="cross")
+    listed = time.perf_counter()
+    todo = keys.join(store.scan(parts).select(KEY_COLUMNS), on=list(KEY_COLUMNS), how="anti").collect(
+        engine="streaming")
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu,
+            "anti_join_seconds": time.perf_counter() - listed, "parts": len(parts), "missing_keys": todo.height,
+            "peak_rss_mb": peak_rss_mb(), "load_average_1min": os.getloadavg()[0]}
+
+
+def measure_compact(run_dir: Path) -> dict:
+    """`idard-bench compact` on the run directory."""
+    import dataclasses
+
+    from idard.bench.compact import compact
+    from idard.bench.store import RecordStore
+
+    result = compact(RecordStore(run_dir))
+    return {**dataclasses.asdict(result), "peak_rss_mb": peak_rss_mb(), "load_average_1min": os.getloadavg()[0]}
+
+
+MEASUREMENTS = {"report": measure_report, "unbatched": measure_unbatched, "collect": measure_collect,
+                "plan": measure_plan, "compact": measure_compact}
 
 
 def _measure(kind: str, run_dir: Path, *extra: str) -> dict:
@@ -180,7 +214,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="run directory to write (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the run directory afterwards")
     parser.add_argument("--reuse", action="store_true", help="reduce an existing --dir without regenerating it")
-    parser.add_argument("--skip-unbatched", action="store_true", help="skip the one-pass comparison (~4 GB at 10M)")
+    parser.add_argument("--skip-unbatched", action="store_true", help="skip the one-pass comparison")
+    parser.add_argument("--skip-compaction", action="store_true", help="skip compacting and measuring again")
     parser.add_argument("--out", type=Path, default=RESULTS / "report_scale.json")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long check that the script still runs (tiny sizes, results to a temp file)")
@@ -210,6 +245,13 @@ def main() -> None:
         report = _measure("report", run_dir, f"--n-boot={args.n_boot}", f"--max-rows={args.max_rows}")
         collect = _measure("collect", run_dir)
         unbatched = None if args.skip_unbatched else _measure("unbatched", run_dir)
+        plan = _measure("plan", run_dir)
+        compaction = None
+        if not args.skip_compaction:  # the same run directory after `idard-bench compact`
+            compacted = _measure("compact", run_dir)
+            compaction = {"compact": compacted, "plan_after": _measure("plan", run_dir),
+                          "report_after": _measure("report", run_dir, f"--n-boot={args.n_boot}",
+                                                   f"--max-rows={args.max_rows}")}
         increase = report["peak_rss_mb"] - report["rss_after_imports_mb"]
         result = {
             **shape,
@@ -217,6 +259,8 @@ def main() -> None:
             "build_report": report,
             "collect_everything": collect,
             "unbatched_one_pass_n_boot0": unbatched,
+            "plan": plan,
+            "compaction": compaction,
             "summary": {
                 "build_report_seconds": report["seconds"],
                 "build_report_cpu_seconds": report["cpu_seconds"],
@@ -225,6 +269,14 @@ def main() -> None:
                 "records_frame_all_columns_mb": collect["all_columns_mb"],
                 "records_frame_report_columns_mb": collect["report_columns_mb"],
                 "rss_above_imports_over_all_columns_frame": round(increase / collect["all_columns_mb"], 3),
+                "parts_before_after_compaction": None if compaction is None else [
+                    shape["parts"], compaction["compact"]["parts_after"]],
+                "plan_seconds_before_after": None if compaction is None else [
+                    plan["seconds"], compaction["plan_after"]["seconds"]],
+                "report_seconds_before_after": None if compaction is None else [
+                    report["seconds"], compaction["report_after"]["seconds"]],
+                "report_cpu_seconds_before_after": None if compaction is None else [
+                    report["cpu_seconds"], compaction["report_after"]["cpu_seconds"]],
                 "unbatched_rss_above_imports_mb": None if unbatched is None
                 else round(unbatched["peak_rss_mb"] - unbatched["rss_after_imports_mb"], 1),
             },

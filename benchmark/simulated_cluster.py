@@ -192,9 +192,12 @@ def main() -> None:
 
     from idard.bench.plan import WorkUnit
 
+    # on a loaded 2-core machine a node's agents can take more than Ray's default to start
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")
     largest = max([*args.actors, args.node_loss_actors])
     nodes = -(-largest // args.gpus_per_node) + (1 if args.node_loss_actors else 0)  # one spare for the loss
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0,
+                                                                  "include_dashboard": False})
     workers = [cluster.add_node(num_cpus=args.gpus_per_node, num_gpus=args.gpus_per_node) for _ in range(nodes)]
     work = Path(tempfile.mkdtemp(prefix="idard-cluster-"))
     rows = []
