@@ -114,6 +114,18 @@ class TimedProgress:
         pass
 
 
+def _agent_ports() -> dict[str, int]:
+    """Free ports for a node's agents, given up front: otherwise its raylet waits for the
+    agents to write theirs to a file, which a loaded machine can make it give up on."""
+    ports = []
+    for _ in range(4):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    return {"metrics_agent_port": ports[0], "runtime_env_agent_port": ports[1], "metrics_export_port": ports[2],
+            "dashboard_agent_listen_port": ports[3]}
+
+
 def make_images(folder: Path, count: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -193,12 +205,15 @@ def main() -> None:
     from idard.bench.plan import WorkUnit
 
     # on a loaded 2-core machine a node's agents can take more than Ray's default to start
-    os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")
+    for name, value in (("RAY_agent_register_timeout_ms", "300000"), ("RAY_raylet_start_wait_time_s", "300"),
+                        ("RAY_worker_register_timeout_seconds", "300")):
+        os.environ.setdefault(name, value)
     largest = max([*args.actors, args.node_loss_actors])
     nodes = -(-largest // args.gpus_per_node) + (1 if args.node_loss_actors else 0)  # one spare for the loss
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0,
-                                                                  "include_dashboard": False})
-    workers = [cluster.add_node(num_cpus=args.gpus_per_node, num_gpus=args.gpus_per_node) for _ in range(nodes)]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "include_dashboard": False,
+                                                            **_agent_ports()})
+    workers = [cluster.add_node(num_cpus=args.gpus_per_node, num_gpus=args.gpus_per_node, **_agent_ports())
+               for _ in range(nodes)]
     work = Path(tempfile.mkdtemp(prefix="idard-cluster-"))
     rows = []
     try:
@@ -230,6 +245,14 @@ def main() -> None:
         lines.append(f"| {r['actors']}{' (node lost)' if r.get('node_loss') else ''} | {r['units']} | "
                      f"{r['ideal_seconds']} | {r['measured_seconds']} | {r['efficiency']} | {r['units_per_second']} | "
                      f"{r['driver_cpu_ms_per_unit']} | {r['startup_seconds']} | {r['every_key_once']} |")
+    header = [f"# The runner on simulated GPUs ({nodes} nodes x {args.gpus_per_node} fake GPUs, {os.cpu_count()} real cores)",
+              "", f"Written by `benchmark/simulated_cluster.py`: {args.units_per_actor} units per actor, "
+              f"{len(DOWNSCALERS) * args.seeds} samples per unit at {args.ms} ms each "
+              f"({len(DOWNSCALERS) * args.seeds * args.ms / 1000:.2f} s per unit), "
+              f"{args.in_flight} units in flight per actor. Efficiency = ideal / measured, from the first "
+              f"dispatch to the last record; 1-minute load average at the end: {result['load_average_1min_at_end']}.",
+              ""]
+    args.out.with_suffix(".md").write_text("\n".join(header + lines) + "\n")
     print("\n".join(lines))
     if any(not r["every_key_once"] for r in rows):
         raise SystemExit("a configuration did not end with every key exactly once")
