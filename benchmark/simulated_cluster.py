@@ -97,6 +97,7 @@ class TimedProgress:
     def __init__(self) -> None:
         self.computed = 0
         self.times: list[float] = []
+        self.workers: list[str] = []
         self.notes: list[str] = []
         self.started = 0.0
 
@@ -106,6 +107,7 @@ class TimedProgress:
     def advance(self, tasks: int, worker: str) -> None:
         self.computed += tasks
         self.times.append(time.perf_counter())
+        self.workers.append(worker)
 
     def note(self, message: str) -> None:
         self.notes.append(message)
@@ -169,13 +171,23 @@ def run_config(work: Path, actors: int, units_per_actor: int, ms: float, seeds: 
     first_dispatch = progress.times[0] - unit_seconds  # the first unit was dispatched one unit time before
     measured = progress.times[-1] - first_dispatch
     ideal = units_per_actor * unit_seconds
+    # Actors come up one by one (Ray starts a process each), and the runner uses each as it
+    # answers. Utilisation counts only the time each actor was up: busy unit-seconds over the
+    # sum, per actor, of (end of run - its first dispatch); the driver's share of idleness.
+    first_seen: dict[str, float] = {}
+    for when, worker in zip(progress.times, progress.workers):
+        first_seen.setdefault(worker, when - unit_seconds)
+    available = sum(progress.times[-1] - t for t in first_seen.values())
+    utilisation = len(plan.units) * unit_seconds / available if available > 0 else float("nan")
     held = store.scan().select("image", "downscaler", "model", "metric", "seed")
     count = held.select(pl.len()).collect().item()
     duplicates = store.duplicate_keys().height
     return {
         "actors": actors, "units": len(plan.units), "records": plan.total_tasks, "unit_seconds": unit_seconds,
         "ideal_seconds": round(ideal, 2), "measured_seconds": round(measured, 2),
-        "efficiency": round(ideal / measured, 3), "startup_seconds": round(first_dispatch - started, 2),
+        "efficiency": round(ideal / measured, 3), "utilisation": round(utilisation, 3),
+        "actors_seen": len(first_seen), "actor_start_spread_seconds": round(max(first_seen.values()) - min(
+            first_seen.values()), 2), "startup_seconds": round(first_dispatch - started, 2),
         "wall_seconds": round(wall, 2), "driver_cpu_ms_per_unit": round(1000 * cpu / len(plan.units), 2),
         "units_per_second": round(len(plan.units) / measured, 1), "records_written": count,
         "every_key_once": count == plan.total_tasks and duplicates == 0, "duplicate_keys": duplicates,
@@ -210,8 +222,15 @@ def main() -> None:
         os.environ.setdefault(name, value)
     largest = max([*args.actors, args.node_loss_actors])
     nodes = -(-largest // args.gpus_per_node) + (1 if args.node_loss_actors else 0)  # one spare for the loss
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "include_dashboard": False,
-                                                            **_agent_ports()})
+    for attempt in range(3):  # Ray gives a node 30 s to register, which a loaded machine can exceed
+        try:
+            cluster = Cluster(initialize_head=True, head_node_args={
+                "num_cpus": 1, "num_gpus": 0, "include_dashboard": False, **_agent_ports()})
+            break
+        except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for this
+            if attempt == 2:
+                raise
+            print(f"cluster start failed ({exc}); again", file=sys.stderr)
     workers = [cluster.add_node(num_cpus=args.gpus_per_node, num_gpus=args.gpus_per_node, **_agent_ports())
                for _ in range(nodes)]
     work = Path(tempfile.mkdtemp(prefix="idard-cluster-"))
@@ -239,11 +258,12 @@ def main() -> None:
               "load_average_1min_at_end": round(os.getloadavg()[0], 1), "configs": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["| actors | units | ideal s | measured s | efficiency | units/s | driver CPU ms/unit | startup s | every key once |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| actors | units | ideal s | measured s | efficiency | utilisation | actors' start spread s | units/s | "
+             "driver CPU ms/unit | startup s | every key once |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['actors']}{' (node lost)' if r.get('node_loss') else ''} | {r['units']} | "
-                     f"{r['ideal_seconds']} | {r['measured_seconds']} | {r['efficiency']} | {r['units_per_second']} | "
+                     f"{r['ideal_seconds']} | {r['measured_seconds']} | {r['efficiency']} | {r['utilisation']} | "
+                     f"{r['actor_start_spread_seconds']} | {r['units_per_second']} | "
                      f"{r['driver_cpu_ms_per_unit']} | {r['startup_seconds']} | {r['every_key_once']} |")
     header = [f"# The runner on simulated GPUs ({nodes} nodes x {args.gpus_per_node} fake GPUs, {os.cpu_count()} real cores)",
               "", f"Written by `benchmark/simulated_cluster.py`: {args.units_per_actor} units per actor, "

@@ -38,6 +38,10 @@ class Latency(Plugin):
         """No weights: the hash of the model's parameters, so records still name what made them."""
         return hashlib.sha256(f"latency:{self.ms}:{self.scale}".encode()).hexdigest()
 
+    def weight_files(self) -> list:
+        """It reads no file."""
+        return []
+
     def to(self, device: torch.device | str) -> Latency:
         return self
 
