@@ -452,10 +452,13 @@ def compact(
 ) -> None:
     """Rewrite a run's many small record parts as few large ones (safe to interrupt)."""
     from idard.bench.compact import compact as compact_store
+    from idard.bench.lease import RunLease
     from idard.bench.store import RecordStore
 
     with user_errors():
-        result = compact_store(RecordStore(run_dir), target_mb=target_mb)
+        store = RecordStore(run_dir)
+        with RunLease(store, command="compact").hold():  # never beside a run writing the same directory
+            result = compact_store(store, target_mb=target_mb)
         console.print(f"{result.parts_before} parts -> {result.parts_after}: {result.rewritten} rewritten as "
                       f"{result.written} ({result.records} records) in {result.seconds:.1f} s"
                       + (f"; finished {result.recovered} interrupted compaction(s)" if result.recovered else ""),

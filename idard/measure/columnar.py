@@ -54,6 +54,7 @@ class Encoded:
     usable: np.ndarray  # bool: finite (and converged unless included)
     finite: np.ndarray  # bool
     unconverged: np.ndarray  # bool: finite but flagged unconverged
+    error: np.ndarray | None = None  # bool: an error record (image or unit failed), not a sample
 
 
 def _dense(series: pl.Series) -> tuple[np.ndarray, pl.Series]:
@@ -100,6 +101,10 @@ def read(lf: pl.LazyFrame, keys: Sequence[str], include_unconverged: bool) -> En
     strings = [c for c in [*keys, "image"] if schema[c] == pl.String]
     flags = [pl.col("finite").fill_null(False)] if "finite" in names else []
     flags += [(pl.col("converged") == False).fill_null(False).alias("_unconverged")] if "converged" in names else []  # noqa: E712
+    if "error" in names:
+        from idard.measure.records import is_error
+
+        flags.append(is_error().alias("_error"))
     frame = (
         lf.select(*keys, "image", *(["seed"] if "seed" in names else []), "value", *flags)
         .with_columns(pl.col(strings).cast(pl.Categorical))
@@ -123,7 +128,7 @@ def read(lf: pl.LazyFrame, keys: Sequence[str], include_unconverged: bool) -> En
         keys=list(keys), key_values=key_values, group=group, n_groups=n_groups, image=image,
         images=images.cast(schema["image"]), seed=frame["seed"].to_numpy() if "seed" in frame.columns else None,
         value=value, usable=finite if include_unconverged else finite & ~unconverged, finite=finite,
-        unconverged=unconverged,
+        unconverged=unconverged, error=frame["_error"].to_numpy() if "_error" in frame.columns else None,
     )
 
 
@@ -158,6 +163,7 @@ def _subset(enc: Encoded, rows: np.ndarray | None, values: np.ndarray | None) ->
     return dataclasses.replace(
         enc, group=enc.group[rows], image=enc.image[rows], seed=None if enc.seed is None else enc.seed[rows],
         value=value[rows], usable=enc.usable[rows], finite=enc.finite[rows], unconverged=enc.unconverged[rows],
+        error=None if enc.error is None else enc.error[rows],
     )
 
 
@@ -177,7 +183,9 @@ def image_frame(enc: Encoded) -> tuple[pl.DataFrame, np.ndarray]:
         mean = total / n
         deviation = used_values - mean[used_index]
         std = np.sqrt(np.bincount(used_index, weights=deviation * deviation, minlength=m) / (n - 1))
-    nonfinite = np.bincount(index, weights=~enc.finite[order], minlength=m).astype(np.int64)
+    error = np.zeros(enc.value.size, dtype=bool) if enc.error is None else enc.error[order]
+    nonfinite = np.bincount(index, weights=~enc.finite[order] & ~error, minlength=m).astype(np.int64)
+    errors = np.bincount(index, weights=error, minlength=m).astype(np.int64)
     unconverged = np.bincount(index, weights=enc.unconverged[order], minlength=m).astype(np.int64)
     group, image = np.divmod(present, n_images)
     columns: dict[str, pl.Series] = {}
@@ -189,7 +197,7 @@ def image_frame(enc: Encoded) -> tuple[pl.DataFrame, np.ndarray]:
         mean=pl.Series(np.where(n > 0, mean, np.nan)).fill_nan(None),
         std=pl.Series(np.where(n > 1, std, np.nan)).fill_nan(None),
         n_samples=pl.Series(n.astype(np.int64)),
-        n_nonfinite=pl.Series(nonfinite), n_unconverged=pl.Series(unconverged),
+        n_nonfinite=pl.Series(nonfinite), n_errors=pl.Series(errors), n_unconverged=pl.Series(unconverged),
     )
     return out, present
 
