@@ -11,6 +11,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from idard.measure import statistics
+from idard.measure.records import NONFINITE_SAMPLE
 from idard.measure.statistics import ida_rd_table, paired_differences, report_tables, shared_image_replicates
 
 NAN = float("nan")
@@ -34,8 +35,11 @@ def _records(n_images: int, k: int, downscalers: dict[str, float], seed: int = 0
     frame = pl.concat(frames)
     failed = pl.Series(rng.random(frame.height) < 0.03)
     unconverged = pl.Series(rng.random(frame.height) < 0.05)
+    broken = pl.Series(rng.random(frame.height) < 0.3) & failed  # some failures are error records
     return frame.with_columns(
         value=pl.when(failed).then(NAN).otherwise(pl.col("value")), finite=~failed, converged=~unconverged,
+        error=pl.when(broken).then(pl.lit("ImageError: cannot read")).when(failed).then(pl.lit(NONFINITE_SAMPLE))
+        .otherwise(None),
     ).sample(fraction=1.0, shuffle=True, seed=seed)
 
 
