@@ -98,7 +98,7 @@ _CHUNK_ELEMENTS = 1 << 21
 
 #: Most records one reduction step reads at once. Above `COLUMNAR_ROWS` records are held
 #: as integer codes and numpy arrays, about 150 bytes per record at the peak of a report
-#: (table and paired differences from one read): 1.7 GB of resident memory for 10 million
+#: (table and paired differences from one read): 2.2 GB of resident memory for 10 million
 #: records, measured by benchmark/report_scale.py. (The list path below `COLUMNAR_ROWS`
 #: takes about 600 bytes per record.) Each batch is one more pass over the records, so a
 #: smaller budget trades time for memory.
