@@ -163,6 +163,11 @@ class ResShift(_DiffusionModel):
                             "min_noise_level=0.04)")
 
     @property
+    def scale(self) -> int:
+        """4: every published ResShift SR checkpoint is 4x (known without reading 0.7 GB)."""
+        return 4
+
+    @property
     def schedule(self) -> ResShiftSchedule:
         return ResShiftSchedule(steps=self.steps, kappa=self.kappa, min_noise_level=self.min_noise_level,
                                 etas_end=self.etas_end, power=self.power, normalize="latent")
