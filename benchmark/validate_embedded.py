@@ -6,7 +6,11 @@ parameter and IDA-RD is +1 (blur sigma, noise sigma, contrast increase) or -1 (c
 decrease factor, quantisation levels); and nearest must lose more than bicubic and
 bilinear. Writes ``benchmark/results/validation.{md,json}`` and the records as Parquet.
 
-    python benchmark/validate_embedded.py [--samples 8] [--model srflow-tiny-4x]
+    python benchmark/validate_embedded.py [--samples 8] [--model srflow-tiny-4x] [--name validation]
+
+Any registered model can be validated (``--model resshift-tiny-4x``); its files are named
+``<name>.{md,json}`` and ``<name>_records.parquet`` (default ``validation`` for the
+embedded SRFlow, ``validation_<model>`` otherwise).
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--model", default="srflow-tiny-4x")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--name", default=None, help="output file stem (default: see above)")
     parser.add_argument("--smoke", action="store_true", help="seconds-long check that the script runs (tiny sizes, temp output)")
     args = parser.parse_args()
+    name = args.name or ("validation" if args.model == "srflow-tiny-4x" else f"validation_{args.model}")
     images = held_out_paths()
     if args.smoke:  # one 32 px centre crop, one sample: the pipeline and the checks run, the numbers mean nothing
         args.samples, args.out = 1, Path(tempfile.mkdtemp(prefix="idard-smoke-"))
@@ -55,7 +61,7 @@ def main() -> None:
                        on_image=lambda name, rows: print(f"{name}: {len(rows)} records", flush=True))
     seconds = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    records.write_parquet(args.out / "validation_records.parquet")
+    records.write_parquet(args.out / f"{name}_records.parquet")
     table = ida_rd_table(records)
     by_id = {row["downscaler"]: row for row in table.iter_rows(named=True)}
 
@@ -82,8 +88,8 @@ def main() -> None:
         lines.append(f"| {ladder.family} | {', '.join(map(str, ladder.parameters))} | {rho:+.3f} | {ladder.sign:+d} |")
     lines += ["", f"Checks: {json.dumps(checks)}", f"Wall time: {seconds:.0f} s"]
 
-    (args.out / "validation.md").write_text("\n".join(lines) + "\n")
-    (args.out / "validation.json").write_text(json.dumps({"checks": checks, "spearman": spearmans, "seconds": seconds,
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{name}.json").write_text(json.dumps({"checks": checks, "spearman": spearmans, "seconds": seconds,
                                                           "table": table.to_dicts()}, indent=2, default=str) + "\n")
     print("\n".join(lines))
     if not all(checks.values()) and not args.smoke:

@@ -595,6 +595,25 @@ def train_srflow(
     train(out, TrainingSettings(steps=steps, seed=seed, threads=threads, blind=blind), log=lambda line: print(line, flush=True))
 
 
+@app.command("train-resshift")
+def train_resshift(
+    out: Annotated[Path, typer.Option(help="Where to write the safetensors weights (a .json report goes beside it).")] = Path(
+        "idard/weights/resshift-tiny-4x.safetensors"
+    ),
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 500,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, crops, steps and noise.")] = 0,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
+) -> None:
+    """Train the embedded diffusion model (ResShift chain, small pixel-space denoiser, 4x)
+    on photographs bundled in packages.
+
+    This is the command that made the committed weights of ``resshift-tiny-4x``.
+    """
+    from idard.measure.models.diffusion.training import TrainingSettings, train
+
+    train(out, TrainingSettings(steps=steps, seed=seed, threads=threads), log=lambda line: print(line, flush=True))
+
+
 def version_callback(value: bool) -> None:
     if value:
         print(f"idard {__version__}")

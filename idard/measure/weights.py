@@ -84,6 +84,7 @@ def _download(url: str, target: Path) -> Path:
 #: with another hash is reported as a mismatch by ``idard-bench weights``.
 KNOWN_SHA256 = {
     "srflow-tiny-4x.safetensors": "20248c5f3327021a0859c33e7a7f487d2d3432a9203efb96577e903c758887ea",
+    "resshift-tiny-4x.safetensors": "563e164938a3dd00046ee70b6f286b95a0522a822772704802eb55b9dac3fdea",
     "weights.tar": "0c3b90b138cfc4e8a73310b9fd5ce2a8f1f3a542a037de277412307fcd28771f",  # gan-face-generate 1.1.1
 }
 
