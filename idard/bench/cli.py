@@ -227,7 +227,7 @@ def _interruptible() -> Iterator[None]:
     line says so, exit 130 (SIGINT) or 143 (SIGTERM)."""
     import signal
 
-    from idard.measure.errors import RunInterrupted, WorkersLost
+    from idard.measure.errors import RayUnavailable, RunInterrupted, WorkersLost
 
     def terminate(signum: int, frame: object) -> None:  # until Ray starts (the runner takes over)
         raise RunInterrupted()
@@ -235,7 +235,7 @@ def _interruptible() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
-    except WorkersLost as exc:
+    except (WorkersLost, RayUnavailable) as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:

@@ -46,7 +46,7 @@ import polars as pl
 from idard.bench.plan import Plan, WorkUnit
 from idard.bench.progress import RunProgress
 from idard.bench.store import RecordStore
-from idard.measure.errors import RunInterrupted, WorkersLost
+from idard.measure.errors import RayUnavailable, RunInterrupted, WorkersLost
 from idard.measure.records import RECORD_SCHEMA
 from idard.measure.models import MODELS
 
@@ -186,13 +186,19 @@ def _init_ray(options: RunOptions) -> None:
         notice.addFilter(_DefaultTokenAuthNotice())
     common = {"logging_level": logging.WARNING if not options.verbose else logging.INFO,
               "log_to_driver": options.verbose, "configure_logging": True}
-    if options.address:
-        ray.init(address=options.address, **common)
-    else:
-        with _loopback_only():
-            # address="local": always a new cluster of this run's own, never one that
-            # another user happened to `ray start` on this machine
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **common)
+    try:
+        if options.address:
+            ray.init(address=options.address, **common)
+        else:
+            with _loopback_only():
+                # address="local": always a new cluster of this run's own, never one that
+                # another user happened to `ray start` on this machine
+                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **common)
+    except Exception as exc:  # noqa: BLE001 - Ray raises bare Exception for a start that timed out
+        where = f"the Ray cluster at {options.address}" if options.address else "a local Ray"
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RayUnavailable(f"could not start or reach {where}: {why}; nothing was lost: run the same "
+                             "command again") from None
 
 
 @contextlib.contextmanager

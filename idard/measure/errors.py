@@ -21,3 +21,7 @@ class RunInterrupted(KeyboardInterrupt):
 
 class WorkersLost(RuntimeError):
     """Every worker of a run was lost and none came back in time; records so far are kept."""
+
+
+class RayUnavailable(RuntimeError):
+    """Ray could not be started or reached (an overloaded machine, a wrong --address)."""

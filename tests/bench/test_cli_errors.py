@@ -51,6 +51,7 @@ def test_a_plug_in_value_its_class_refuses_names_file_and_key(photo_dir: Path) -
                                               ("bundled:nope", "unknown bundled image 'nope'")])
 def test_image_sources_that_hold_nothing(photo_dir: Path, images: str, says: str) -> None:
     suite = write_suite(photo_dir, ["bicubic"], images=images)
+    (photo_dir / "run").mkdir()  # an existing run directory: status has nothing else to say
     result = runner.invoke(app, ["status", "--suite", str(suite), "--out", str(photo_dir / "run")])
     _one_line_error(result, says)
 
