@@ -230,9 +230,15 @@ def run(
         target = _out(out, suite.name)
         options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
                              use_gpus=gpu, flush_records=flush_records, verbose=verbose)
-        summary = run_suite(suite, target, options, console)
-        _print_report(summary.records, target, baseline if baseline else _default_baseline(suite), bootstrap,
-                      include_unconverged)
+        if suite.reference:  # full-reference suite: no SR model, computed in this process
+            from idard.bench.fullref import run_reference_suite
+
+            summary = run_reference_suite(suite, target, console)
+        else:
+            summary = run_suite(suite, target, options, console)
+        shown = _print_report(summary.records, target, baseline if baseline else _default_baseline(suite), bootstrap,
+                              include_unconverged)
+        _print_checks(target, shown.table, summary.records)
         if summary.result is not None:
             r = summary.result
             console.print(f"computed {r.computed_tasks} records in {r.seconds:.0f} s "
@@ -245,7 +251,7 @@ def _default_baseline(suite) -> str | None:
     return "bicubic" if "bicubic" in suite.downscalers else None
 
 
-def _print_report(records, out: str, baseline: str | None, bootstrap: int, include_unconverged: bool) -> None:
+def _print_report(records, out: str, baseline: str | None, bootstrap: int, include_unconverged: bool):
     """Reduce records to the IDA-RD table (and paired differences); print and write them."""
     import polars as pl
 
@@ -267,6 +273,19 @@ def _print_report(records, out: str, baseline: str | None, bootstrap: int, inclu
         console.print(f"{errors.height} (image, downscaler) pairs have error records, e.g. "
                       f"{errors.row(0)[0]} / {errors.row(0)[1]}: {errors.row(0)[2]}", highlight=False)
     console.print(f"tables: {', '.join(written)}", highlight=False)
+    return report
+
+
+def _print_checks(run_dir: str, table, records) -> None:
+    """The suite's own checks (its ``checks:``, from the run's suite copy) next to the table."""
+    from idard.bench.checks import checks_of_run, report_checks
+
+    checks, name = checks_of_run(run_dir)
+    _, lines, written = report_checks(checks, table, records, run_dir, name)
+    for line in lines:
+        console.print(line, highlight=False)
+    if written:
+        console.print(f"checks: {', '.join(written)}", highlight=False)
 
 
 @app.command()
@@ -275,6 +294,12 @@ def report(
     baseline: Annotated[str | None, typer.Option(help="Downscaler id for paired differences (default: bicubic if present).")] = None,
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the 95% CI.")] = 1000,
     include_unconverged: IncludeUnconverged = False,
+    html: Annotated[str | None, typer.Option(
+        "--html", is_flag=False, flag_value="", metavar="[PATH]",
+        help="Also write one self-contained HTML page (tables, plots, sample grid); PATH defaults to "
+             "RUN/report.html. The sample grid recomputes a few samples from their seeds (needs the model).")] = None,
+    grid_images: Annotated[int, typer.Option(min=0, help="--html: images in the HR/LR/SR sample grid.")] = 2,
+    grid_samples: Annotated[int, typer.Option(min=1, help="--html: SR samples per LR image in the grid.")] = 3,
 ) -> None:
     """Reduce a run directory's records to the IDA-RD table (downscaler x model x scale)."""
     import polars as pl
@@ -286,7 +311,14 @@ def report(
         if baseline is None:
             has_bicubic = records.filter(pl.col("downscaler") == "bicubic").head(1).collect().height > 0
             baseline = "bicubic" if has_bicubic else None
-        _print_report(records, run_dir, baseline, bootstrap, include_unconverged)
+        shown = _print_report(records, run_dir, baseline, bootstrap, include_unconverged)
+        _print_checks(run_dir, shown.table, records)
+        if html is not None:
+            from idard.bench.html_report import write_html_report
+
+            path = write_html_report(run_dir, shown, records, html or None, grid_images=grid_images,
+                                     grid_samples=grid_samples, log=lambda line: console.print(line, highlight=False))
+            console.print(f"html: {path}", highlight=False)
 
 
 @app.command()
@@ -369,6 +401,44 @@ def faces(
         for seed, image in zip(range(seed_start, seed_start + count), images):
             Image.fromarray(to_uint8(image.permute(1, 2, 0).numpy())).save(out / f"face-{seed}.png")
         console.print(f"wrote {count} faces (seeds {seed_start}-{seed_start + count - 1}) to {out}", highlight=False)
+
+
+@app.command()
+def subset(
+    labels: Annotated[Path, typer.Argument(help="CSV with one row per image: image name, age, gender, ethnicity.")],
+    size: Annotated[int, typer.Option(min=1, help="Number of images in the subset.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the draw (same labels and seed, same subset).")] = 0,
+    out: Annotated[Path, typer.Option(help="CSV of the chosen images and their groups.")] = Path("subset.csv"),
+    images: Annotated[Path | None, typer.Option(help="Folder holding the labelled images: copy the chosen ones...")] = None,
+    copy_to: Annotated[Path | None, typer.Option(help="...into this folder (an image source for a suite).")] = None,
+    image_column: Annotated[str, typer.Option(help="Column of the image name.")] = "image",
+    age_column: Annotated[str, typer.Option(help="Column of the age (years, or minor/youth/middle/senior).")] = "age",
+    gender_column: Annotated[str, typer.Option(help="Column of the gender (male/female, man/woman).")] = "gender",
+    ethnicity_column: Annotated[str, typer.Option(help="Column of the ethnicity (asian/white/black; others are left out).")] = "ethnicity",
+) -> None:
+    """Draw an age-, gender- and ethnicity-balanced subset (supplement Sec. 4, Table 8).
+
+    4 age groups x 3 ethnicities x 2 genders = 24 groups filled as evenly as the labels
+    allow; prints the paper's Table 8 row with the joint entropy (ideal log2 24 = 4.585 bits).
+    """
+    from idard.bench.subset import IDEAL_ENTROPY, Columns, Statistics, copy_images, draw_subset, read_labels, write_subset
+
+    with user_errors():
+        if (images is None) != (copy_to is None):
+            raise UsageError("--images and --copy-to go together: where the labelled images are, and where to copy the subset")
+        labelled, dropped = read_labels(labels, Columns(image_column, age_column, gender_column, ethnicity_column))
+        chosen = draw_subset(labelled, size, seed)
+        stats = Statistics.of(chosen)
+        write_subset(chosen, out)
+        console.print(f"{len(labelled)} labelled images usable" + (
+            "; left out: " + ", ".join(f"{n} ({reason})" for reason, n in dropped.items()) if dropped else ""),
+            highlight=False)
+        console.print(stats.table8_row(), highlight=False, end="")
+        console.print(f"joint entropy {stats.entropy:.4f} bits (fully balanced: {IDEAL_ENTROPY:.4f}); "
+                      f"{sum(v > 0 for v in stats.groups.values())} of 24 groups present; subset: {out}",
+                      highlight=False)
+        if images is not None and copy_to is not None:
+            console.print(f"copied {copy_images(chosen, images, copy_to)} images to {copy_to}", highlight=False)
 
 
 @app.command("train-srflow")

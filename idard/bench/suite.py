@@ -49,6 +49,10 @@ _KEYS = {
     "seeds": "an explicit list of sample seeds (instead of samples)",
     "seed_start": "first seed when seeds are 0-based otherwise (seeds = seed_start .. seed_start+K-1)",
     "max_batch": "SR samples per model call (bounds device memory)",
+    "checks": "the paper's findings as data: a list of {kind: parameters} (see idard.bench.checks)",
+    "reference": "image source(s) of reference images matched to the HR by name: metrics compare each "
+                 "downscaled image with its reference (e.g. a camera LR photo) and no SR model runs",
+    "requires": "free-text list of what the user must provide (checkpoints, datasets) before it runs",
 }
 _REQUIRED = ("images", "downscalers", "models")
 #: Parameters that hold file paths, resolved against the suite's folder.
@@ -75,6 +79,9 @@ class Suite:
     description: str = ""
     base_dir: str = "."  # where relative image sources are resolved
     path: str = ""  # the file it came from, for messages
+    checks: tuple[dict[str, Any], ...] = ()  # normalised {kind: params}, see idard.bench.checks
+    reference: tuple[str, ...] = ()  # reference image sources: a full-reference suite, no SR model
+    requires: tuple[str, ...] = ()
 
     @property
     def samples(self) -> int:
@@ -189,8 +196,9 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> S
     unknown = sorted(set(data) - set(_KEYS))
     if unknown:
         raise _fail(path, unknown[0], f"unknown key; allowed keys: {', '.join(_KEYS)}")
+    reference = _reference(data, path)
     for key in _REQUIRED:
-        if key not in data:
+        if key not in data and not (reference and key == "models"):
             raise _fail(path, key, f"is required ({_KEYS[key]})")
 
     images = data["images"] if isinstance(data["images"], list) else [data["images"]]
@@ -200,7 +208,16 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> S
     if hr_policy not in HR_POLICIES:
         raise _fail(path, "hr_policy", f"{hr_policy!r} is not supported; allowed: {', '.join(HR_POLICIES)}")
     _, downscalers = _plugins(data["downscalers"], DOWNSCALERS, path, "downscalers", base)
-    models, model_ids = _plugins(data["models"], MODELS, path, "models", base)
+    if reference:
+        from idard.bench.fullref import reference_models
+
+        scales = _int_list(data.get("scales"), path, "scales", 2) if "scales" in data else None
+        if not scales:
+            raise _fail(path, "scales", "is required in a suite with reference: (the LR size to compare at)")
+        model_ids = reference_models(scales)
+    else:
+        models, model_ids = _plugins(data["models"], MODELS, path, "models", base)
+        scales = _check_scales(models, model_ids, data.get("scales"), path)
     _, metrics = _plugins(data.get("metrics", ["lpips-alex"]), DISTORTIONS, path, "metrics", base)
     name = data.get("name", Path(path).stem)
     if not isinstance(name, str) or not name.strip():
@@ -210,15 +227,65 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> S
         description=str(data.get("description", "")),
         images=tuple(s.strip() for s in images),
         hr_policy=hr_policy,
-        scales=_check_scales(models, model_ids, data.get("scales"), path),
+        scales=tuple(scales),
         downscalers=tuple(downscalers),
         models=tuple(model_ids),
         metrics=tuple(metrics),
-        seeds=_seeds(data, path),
+        seeds=_seeds(data, path) if not reference else _reference_seeds(data, path),
         max_batch=_positive_int(data.get("max_batch", 64), path, "max_batch"),
         base_dir=str(base),
         path=path,
+        checks=_checks(data.get("checks"), path, downscalers, model_ids, base),
+        reference=reference,
+        requires=_requires(data.get("requires"), path),
     )
+
+
+def _reference(data: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    if "reference" not in data:
+        return ()
+    raw = data["reference"] if isinstance(data["reference"], list) else [data["reference"]]
+    if not raw or not all(isinstance(s, str) and s.strip() for s in raw):
+        raise _fail(path, "reference", f"must be a list of image sources: {_KEYS['reference']}")
+    if "models" in data:
+        raise _fail(path, "models", "a suite with reference: compares downscaled images with their references "
+                                    "and runs no SR model; remove models (or reference)")
+    return tuple(s.strip() for s in raw)
+
+
+def _reference_seeds(data: Mapping[str, Any], path: str) -> tuple[int, ...]:
+    """A full-reference comparison is deterministic: one record per (image, downscaler, metric)."""
+    for key in ("samples", "seeds", "seed_start"):
+        if key in data:
+            raise _fail(path, key, "a suite with reference: draws no SR samples; remove it")
+    return (0,)
+
+
+def _checks(raw: Any, path: str, downscalers: list[str], models: list[str], base: Path) -> tuple[dict[str, Any], ...]:
+    from idard.bench.checks import CheckError, parse_checks
+
+    def canonical(spec: str, kind: str) -> str:
+        """A check's plug-in spec as the suite's lists hold it: paths resolved against the suite."""
+        try:
+            name, params = _spec_params(spec)
+            registry = DOWNSCALERS if kind == "downscaler" else MODELS
+            return registry.create({"name": name, **_resolve_paths(params, base)}).id
+        except Exception:  # noqa: BLE001 - e.g. an unregistered plug-in: compared as written
+            return spec.strip()
+
+    try:
+        return tuple(check.to_dict() for check in parse_checks(raw, path, downscalers, models, canonical))
+    except CheckError as exc:
+        raise SuiteError(str(exc)) from None
+
+
+def _requires(raw: Any, path: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or not all(isinstance(s, str) and s.strip() for s in items):
+        raise _fail(path, "requires", f"must be a list of strings: {_KEYS['requires']}")
+    return tuple(s.strip() for s in items)
 
 
 def read_suite_file(path: str | Path, loader: Callable[[str], Any] = yaml.safe_load) -> Any:
