@@ -294,10 +294,11 @@ def report(
     baseline: Annotated[str | None, typer.Option(help="Downscaler id for paired differences (default: bicubic if present).")] = None,
     bootstrap: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for the 95% CI.")] = 1000,
     include_unconverged: IncludeUnconverged = False,
-    html: Annotated[str | None, typer.Option(
-        "--html", is_flag=False, flag_value="", metavar="[PATH]",
-        help="Also write one self-contained HTML page (tables, plots, sample grid); PATH defaults to "
-             "RUN/report.html. The sample grid recomputes a few samples from their seeds (needs the model).")] = None,
+    html_path: Annotated[Path | None, typer.Argument(
+        help="With --html: where to write the page (default RUN/report.html).", show_default=False)] = None,
+    html: Annotated[bool, typer.Option(
+        "--html", help="Also write one self-contained HTML page (table, plots, sample grid): report RUN --html "
+                       "[PATH]. The sample grid recomputes a few samples from their seeds (needs the model).")] = False,
     grid_images: Annotated[int, typer.Option(min=0, help="--html: images in the HR/LR/SR sample grid.")] = 2,
     grid_samples: Annotated[int, typer.Option(min=1, help="--html: SR samples per LR image in the grid.")] = 3,
 ) -> None:
@@ -307,16 +308,18 @@ def report(
     from idard.bench.reduce import scan_records
 
     with user_errors():
+        if html_path is not None and not html:
+            raise UsageError(f"{html_path}: a second argument is the HTML page's path and needs --html")
         records = scan_records(run_dir)  # FileNotFoundError naming the directory when empty
         if baseline is None:
             has_bicubic = records.filter(pl.col("downscaler") == "bicubic").head(1).collect().height > 0
             baseline = "bicubic" if has_bicubic else None
         shown = _print_report(records, run_dir, baseline, bootstrap, include_unconverged)
         _print_checks(run_dir, shown.table, records)
-        if html is not None:
+        if html:
             from idard.bench.html_report import write_html_report
 
-            path = write_html_report(run_dir, shown, records, html or None, grid_images=grid_images,
+            path = write_html_report(run_dir, shown, records, html_path, grid_images=grid_images,
                                      grid_samples=grid_samples, log=lambda line: console.print(line, highlight=False))
             console.print(f"html: {path}", highlight=False)
 
