@@ -359,6 +359,10 @@ def weights(suite_path: SuiteOption = None) -> None:
 
     with user_errors():
         suite = _suite(suite_path)
+        if suite.reference:
+            console.print(f"suite {suite.name!r} compares downscaled images with reference images: no model, "
+                          "no weights", highlight=False)
+            return
         console.print(f"weights cache: {cache_dir()} (${ENV_WEIGHTS_DIR})", highlight=False)
         shown = Table(title=f"weights of suite {suite.name!r}", title_justify="left")
         for column in ("model", "file", "SHA-256", "check"):
