@@ -448,8 +448,9 @@ def summary_lines(results: Sequence[CheckResult]) -> list[str]:
 def render_markdown(results: Sequence[CheckResult], suite_name: str = "") -> str:
     """``checks.md``: the summary, then a table of every check."""
     lines = [f"# Checks of suite {suite_name}" if suite_name else "# Checks", ""]
-    lines += summary_lines(results)[:1] if any(r.kind == "spearman" for r in results) else []
-    lines += ["", "| check | result | holds |", "|---|---|---|"]
+    if any(r.kind == "spearman" for r in results):
+        lines += [summary_lines(results)[0], ""]
+    lines += ["| check | result | holds |", "|---|---|---|"]
     lines += [f"| {r.label} | {r.detail} | {r.verdict} |" for r in results]
     return "\n".join(lines) + "\n"
 
