@@ -234,7 +234,7 @@ def _ranks_last(ctx: "Context", p: Mapping[str, Any]) -> tuple[bool | None, str,
         last = max(values, key=values.get)
         worst[group] = last
         verdicts.append(last == target)
-        texts.append(f"most lost: {last} ({values[last]:.4f})" + (f" in {group}" if ctx.many(p) else ""))
+        texts.append(f"most lost: {last} ({ctx.sign(table) * values[last]:.4f})" + (f" in {group}" if ctx.many(p) else ""))
     return _all(verdicts), "; ".join(texts) or f"{target} has no finite mean", {"last": worst}
 
 
@@ -255,7 +255,9 @@ def _ranks_above(ctx: "Context", p: Mapping[str, Any]) -> tuple[bool | None, str
             continue
         lowest_a, highest_b = min(values[d] for d in a_ids), max(values[d] for d in b_ids)
         verdicts.append(lowest_a > highest_b)
-        texts.append(f"least of a {lowest_a:.4f} vs most of b {highest_b:.4f}" + (f" in {group}" if ctx.many(p) else ""))
+        sign = ctx.sign(table)  # values as the metric reads them (PSNR in dB, not negated)
+        texts.append(f"best of a {sign * lowest_a:.4f} vs worst of b {sign * highest_b:.4f}"
+                     + (f" in {group}" if ctx.many(p) else ""))
     return _all(verdicts), "; ".join(texts), {}
 
 
@@ -392,10 +394,14 @@ class Context:
         except SpecError:
             return False
 
+    def sign(self, table: pl.DataFrame) -> float:
+        """-1 for metrics where higher is better (their loss is the negated value), else 1."""
+        return -1.0 if self.higher_is_better(table) else 1.0
+
     def losses(self, table: pl.DataFrame) -> dict[str, float]:
         """downscaler -> information lost in one group (IDA-RD, sign-flipped for metrics
         where higher is better), finite means only."""
-        sign = -1.0 if self.higher_is_better(table) else 1.0
+        sign = self.sign(table)
         return {d: sign * v for d, v in table.select("downscaler", "ida_rd").drop_nulls().iter_rows()
                 if math.isfinite(v)}
 
@@ -411,6 +417,14 @@ class Context:
         return None if spreads.is_empty() else float(spreads["std"].mean())
 
 
+def _label(check: Check) -> str:
+    """The kind's label, plus the part of the table the check is restricted to."""
+    label = KINDS[check.kind].label(check.params)
+    where = [str(check.params[k]) if k != "scale" else f"x{check.params[k]}"
+             for k in _FILTERS if k in check.params and not check.kind.startswith("spread")]
+    return label + (f" [{', '.join(where)}]" if where else "")
+
+
 def evaluate_checks(checks: Sequence[Check], table: pl.DataFrame,
                     records: pl.LazyFrame | pl.DataFrame | None = None) -> list[CheckResult]:
     """Each check's result on a reduced table; a check that fails to evaluate says why."""
@@ -422,7 +436,7 @@ def evaluate_checks(checks: Sequence[Check], table: pl.DataFrame,
             passed, detail, values = kind.evaluate(ctx, check.params)
         except Exception as exc:  # noqa: BLE001 - one bad check must not hide the others
             passed, detail, values = None, f"could not evaluate ({type(exc).__name__}: {exc})", {}
-        results.append(CheckResult(check.kind, kind.label(check.params), passed, detail, values))
+        results.append(CheckResult(check.kind, _label(check), passed, detail, values))
     return results
 
 

@@ -283,7 +283,7 @@ def _print_checks(run_dir: str, table, records) -> None:
     checks, name = checks_of_run(run_dir)
     _, lines, written = report_checks(checks, table, records, run_dir, name)
     for line in lines:
-        console.print(line, highlight=False)
+        console.print(escape(line), highlight=False)  # labels hold [metric] restrictions, not markup
     if written:
         console.print(f"checks: {', '.join(written)}", highlight=False)
 
