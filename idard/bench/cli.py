@@ -323,11 +323,17 @@ def run(
             target = _out(out, suite.name)
             options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
                                  use_gpus=gpu, flush_records=flush_records, verbose=verbose)
-            summary = run_suite(suite, target, options, console, lease=lease, retry_errors=retry_errors,
-                                recompute_changed=recompute_changed)
-            _print_report(summary.records, target, _baseline(baseline, suite.downscalers), bootstrap,
-                          include_unconverged, suite={"suite": suite.name, "suite_hash": suite.digest()})
-            _print_failing(summary.failing, target)
+            if suite.reference:  # full-reference suite: no SR model, computed in this process
+                from idard.bench.fullref import run_reference_suite
+
+                summary = run_reference_suite(suite, target, console)
+            else:
+                summary = run_suite(suite, target, options, console, lease=lease, retry_errors=retry_errors,
+                                    recompute_changed=recompute_changed)
+            shown = _print_report(summary.records, target, _baseline(baseline, suite.downscalers), bootstrap,
+                                  include_unconverged, suite={"suite": suite.name, "suite_hash": suite.digest()})
+            _print_checks(target, shown.table, summary.records)
+            _print_failing(getattr(summary, "failing", []), target)
         if summary.result is not None:
             r = summary.result
             console.print(f"computed {r.computed_tasks} records in {r.seconds:.0f} s "
@@ -360,7 +366,7 @@ def _baseline(option: str | None, downscalers) -> str | None:
 
 
 def _print_report(records, out: str, baseline: str | None, bootstrap: int, include_unconverged: bool, *,
-                  formats: tuple[str, ...] | None = None, suite: dict | None = None) -> None:
+                  formats: tuple[str, ...] | None = None, suite: dict | None = None):
     """Reduce records to the IDA-RD table (and paired differences); print and write them.
     The table is always written, whatever happens to the paired comparison."""
     from idard.bench.reduce import build_report
@@ -386,6 +392,19 @@ def _print_report(records, out: str, baseline: str | None, bootstrap: int, inclu
                       "them): a downscaler whose LR the model cannot match keeps only its easy samples. "
                       "Compare with --include-unconverged.", highlight=False)
     console.print(f"tables: {', '.join(written)}", highlight=False)
+    return report
+
+
+def _print_checks(run_dir: str, table, records) -> None:
+    """The suite's own checks (its ``checks:``, from the run's suite copy) next to the table."""
+    from idard.bench.checks import checks_of_run, report_checks
+
+    checks, name = checks_of_run(run_dir)
+    _, lines, written = report_checks(checks, table, records, run_dir, name)
+    for line in lines:
+        console.print(escape(line), highlight=False)  # labels hold [metric] restrictions, not markup
+    if written:
+        console.print(f"checks: {', '.join(written)}", highlight=False)
 
 
 @app.command()
@@ -396,6 +415,13 @@ def report(
     include_unconverged: IncludeUnconverged = False,
     out: Annotated[str | None, typer.Option("--out", help="Folder (or URI) for the tables (default: the run directory).")] = None,
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: md, csv, parquet, json.")] = "md,csv,parquet",
+    html_path: Annotated[Path | None, typer.Argument(
+        help="With --html: where to write the page (default RUN/report.html).", show_default=False)] = None,
+    html: Annotated[bool, typer.Option(
+        "--html", help="Also write one self-contained HTML page (table, plots, sample grid): report RUN --html "
+                       "[PATH]. The sample grid recomputes a few samples from their seeds (needs the model).")] = False,
+    grid_images: Annotated[int, typer.Option(min=0, help="--html: images in the HR/LR/SR sample grid.")] = 2,
+    grid_samples: Annotated[int, typer.Option(min=1, help="--html: SR samples per LR image in the grid.")] = 3,
 ) -> None:
     """Reduce a run directory's records to the IDA-RD table (downscaler x model x scale)."""
     import json
@@ -407,6 +433,8 @@ def report(
     from idard.bench.store import RecordStore, skipped_part_notes
 
     with user_errors():
+        if html_path is not None and not html:
+            raise UsageError(f"{html_path}: a second argument is the HTML page's path and needs --html")
         chosen = parse_formats(formats)
         store = RecordStore(run_dir)
         records = scan_records(store)  # FileNotFoundError naming the directory when empty
@@ -422,7 +450,16 @@ def report(
         except json.JSONDecodeError:
             last = {}
         suite = {k: last[k] for k in ("suite", "suite_hash") if k in last} if isinstance(last, dict) else {}
-        _print_report(records, out or run_dir, baseline, bootstrap, include_unconverged, formats=chosen, suite=suite)
+        shown = _print_report(records, out or run_dir, baseline, bootstrap, include_unconverged, formats=chosen,
+                              suite=suite)
+        _print_checks(run_dir, shown.table, records)
+        if html:
+            from idard.bench.html_report import write_html_report
+
+            page = html_path if html_path is not None or out is None else Path(out) / "report.html"
+            path = write_html_report(run_dir, shown, records, page, grid_images=grid_images,
+                                     grid_samples=grid_samples, log=lambda line: console.print(line, highlight=False))
+            console.print(f"html: {path}", highlight=False)
 
 
 @app.command()
@@ -522,6 +559,10 @@ def weights(suite_path: SuiteOption = None) -> None:
 
     with user_errors():
         suite = _suite(suite_path)
+        if suite.reference:
+            console.print(f"suite {suite.name!r} compares downscaled images with reference images: no model, "
+                          "no weights", highlight=False)
+            return
         console.print(f"weights cache: {cache_dir()} (${ENV_WEIGHTS_DIR})", highlight=False)
         shown = Table(title=f"weights of suite {suite.name!r}", title_justify="left")
         for column in ("model", "file", "SHA-256", "check"):
@@ -567,6 +608,44 @@ def faces(
         for seed, image in zip(range(seed_start, seed_start + count), images):
             Image.fromarray(to_uint8(image.permute(1, 2, 0).numpy())).save(out / f"face-{seed}.png")
         console.print(f"wrote {count} faces (seeds {seed_start}-{seed_start + count - 1}) to {out}", highlight=False)
+
+
+@app.command()
+def subset(
+    labels: Annotated[Path, typer.Argument(help="CSV with one row per image: image name, age, gender, ethnicity.")],
+    size: Annotated[int, typer.Option(min=1, help="Number of images in the subset.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the draw (same labels and seed, same subset).")] = 0,
+    out: Annotated[Path, typer.Option(help="CSV of the chosen images and their groups.")] = Path("subset.csv"),
+    images: Annotated[Path | None, typer.Option(help="Folder holding the labelled images: copy the chosen ones...")] = None,
+    copy_to: Annotated[Path | None, typer.Option(help="...into this folder (an image source for a suite).")] = None,
+    image_column: Annotated[str, typer.Option(help="Column of the image name.")] = "image",
+    age_column: Annotated[str, typer.Option(help="Column of the age (years, or minor/youth/middle/senior).")] = "age",
+    gender_column: Annotated[str, typer.Option(help="Column of the gender (male/female, man/woman).")] = "gender",
+    ethnicity_column: Annotated[str, typer.Option(help="Column of the ethnicity (asian/white/black; others are left out).")] = "ethnicity",
+) -> None:
+    """Draw an age-, gender- and ethnicity-balanced subset (supplement Sec. 4, Table 8).
+
+    4 age groups x 3 ethnicities x 2 genders = 24 groups filled as evenly as the labels
+    allow; prints the paper's Table 8 row with the joint entropy (ideal log2 24 = 4.585 bits).
+    """
+    from idard.bench.subset import IDEAL_ENTROPY, Columns, Statistics, copy_images, draw_subset, read_labels, write_subset
+
+    with user_errors():
+        if (images is None) != (copy_to is None):
+            raise UsageError("--images and --copy-to go together: where the labelled images are, and where to copy the subset")
+        labelled, dropped = read_labels(labels, Columns(image_column, age_column, gender_column, ethnicity_column))
+        chosen = draw_subset(labelled, size, seed)
+        stats = Statistics.of(chosen)
+        write_subset(chosen, out)
+        console.print(f"{len(labelled)} labelled images usable" + (
+            "; left out: " + ", ".join(f"{n} ({reason})" for reason, n in dropped.items()) if dropped else ""),
+            highlight=False)
+        console.print(stats.table8_row(), highlight=False, end="")
+        console.print(f"joint entropy {stats.entropy:.4f} bits (fully balanced: {IDEAL_ENTROPY:.4f}); "
+                      f"{sum(v > 0 for v in stats.groups.values())} of 24 groups present; subset: {out}",
+                      highlight=False)
+        if images is not None and copy_to is not None:
+            console.print(f"copied {copy_images(chosen, images, copy_to)} images to {copy_to}", highlight=False)
 
 
 @app.command("train-srflow")

@@ -50,6 +50,10 @@ _KEYS = {
     "seeds": "an explicit list of sample seeds (instead of samples)",
     "seed_start": "first seed when seeds are 0-based otherwise (seeds = seed_start .. seed_start+K-1)",
     "max_batch": "SR samples per model call (bounds device memory)",
+    "checks": "the paper's findings as data: a list of {kind: parameters} (see idard.bench.checks)",
+    "reference": "image source(s) of reference images matched to the HR by name: metrics compare each "
+                 "downscaled image with its reference (e.g. a camera LR photo) and no SR model runs",
+    "requires": "free-text list of what the user must provide (checkpoints, datasets) before it runs",
 }
 _REQUIRED = ("images", "downscalers", "models")
 #: Parameters that hold file paths, resolved against the suite's folder.
@@ -79,6 +83,9 @@ class Suite:
     #: (id, spec) of every plug-in: the id is the record key (no paths), the spec what a
     #: worker builds the plug-in from on its machine (paths resolved against base_dir).
     specs: tuple[tuple[str, str], ...] = ()
+    checks: tuple[dict[str, Any], ...] = ()  # normalised {kind: params}, see idard.bench.checks
+    reference: tuple[str, ...] = ()  # reference image sources: a full-reference suite, no SR model
+    requires: tuple[str, ...] = ()
 
     @property
     def samples(self) -> int:
@@ -107,15 +114,25 @@ def suite_document(suite: Suite) -> dict[str, Any]:
     a run directory's copy is read from the run directory, not from the suite's folder.
     """
     base = Path(suite.base_dir)
-    images = [s if s.startswith("bundled:") or "://" in s or Path(s).expanduser().is_absolute()
-              else str(base / s) for s in suite.images]
+
+    def absolute(sources: tuple[str, ...]) -> list[str]:
+        return [s if s.startswith("bundled:") or "://" in s or Path(s).expanduser().is_absolute()
+                else str(base / s) for s in sources]
+
     document: dict[str, Any] = {"name": suite.name}
     if suite.description:
         document["description"] = suite.description
-    document.update(images=images, hr_policy=suite.hr_policy, scales=list(suite.scales),
-                    downscalers=[suite.spec(d) for d in suite.downscalers], models=[suite.spec(m) for m in suite.models],
-                    metrics=[suite.spec(m) for m in suite.metrics],
-                    seeds=list(suite.seeds), max_batch=suite.max_batch)
+    document.update(images=absolute(suite.images), hr_policy=suite.hr_policy, scales=list(suite.scales),
+                    downscalers=[suite.spec(d) for d in suite.downscalers])
+    if suite.reference:  # a full-reference suite runs no model and draws no samples
+        document["reference"] = absolute(suite.reference)
+    else:
+        document.update(models=[suite.spec(m) for m in suite.models], seeds=list(suite.seeds))
+    document.update(metrics=[suite.spec(m) for m in suite.metrics], max_batch=suite.max_batch)
+    if suite.checks:
+        document["checks"] = [dict(check) for check in suite.checks]
+    if suite.requires:
+        document["requires"] = list(suite.requires)
     return document
 
 
@@ -228,8 +245,9 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> S
     unknown = sorted(set(data) - set(_KEYS))
     if unknown:
         raise _fail(path, unknown[0], f"unknown key; allowed keys: {', '.join(_KEYS)}")
+    reference = _reference(data, path)
     for key in _REQUIRED:
-        if key not in data:
+        if key not in data and not (reference and key == "models"):
             raise _fail(path, key, f"is required ({_KEYS[key]})")
 
     images = data["images"] if isinstance(data["images"], list) else [data["images"]]
@@ -239,9 +257,19 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> S
     if hr_policy not in HR_POLICIES:
         raise _fail(path, "hr_policy", f"{hr_policy!r} is not supported; allowed: {', '.join(HR_POLICIES)}")
     scalers, downscalers = _plugins(data["downscalers"], DOWNSCALERS, path, "downscalers", base)
-    models, model_ids = _plugins(data["models"], MODELS, path, "models", base)
+    if reference:
+        from idard.bench.fullref import reference_models
+
+        scales = _int_list(data.get("scales"), path, "scales", 2) if "scales" in data else None
+        if not scales:
+            raise _fail(path, "scales", "is required in a suite with reference: (the LR size to compare at)")
+        models, model_ids = [], reference_models(scales)  # pseudo-models: their spec is their id
+    else:
+        models, model_ids = _plugins(data["models"], MODELS, path, "models", base)
+        scales = _check_scales(models, model_ids, data.get("scales"), path)
     scorers, metrics = _plugins(data.get("metrics", ["lpips-alex"]), DISTORTIONS, path, "metrics", base)
-    specs = tuple((i, p.spec) for i, p in zip([*downscalers, *model_ids, *metrics], [*scalers, *models, *scorers]))
+    plugins = [*zip(downscalers, scalers), *zip(model_ids, models), *zip(metrics, scorers)]
+    specs = tuple((plugin_id, plugin.spec) for plugin_id, plugin in plugins)
     name = data.get("name", Path(path).stem)
     if not isinstance(name, str) or not name.strip():
         raise _fail(path, "name", f"must be a non-empty string, got {name!r}")
@@ -250,16 +278,66 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> S
         description=str(data.get("description", "")),
         images=tuple(s.strip() for s in images),
         hr_policy=hr_policy,
-        scales=_check_scales(models, model_ids, data.get("scales"), path),
+        scales=tuple(scales),
         downscalers=tuple(downscalers),
         models=tuple(model_ids),
         metrics=tuple(metrics),
-        seeds=_seeds(data, path),
+        seeds=_seeds(data, path) if not reference else _reference_seeds(data, path),
         max_batch=_positive_int(data.get("max_batch", 64), path, "max_batch"),
         base_dir=str(base),
         path=path,
         specs=specs,
+        checks=_checks(data.get("checks"), path, downscalers, model_ids, base),
+        reference=reference,
+        requires=_requires(data.get("requires"), path),
     )
+
+
+def _reference(data: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    if "reference" not in data:
+        return ()
+    raw = data["reference"] if isinstance(data["reference"], list) else [data["reference"]]
+    if not raw or not all(isinstance(s, str) and s.strip() for s in raw):
+        raise _fail(path, "reference", f"must be a list of image sources: {_KEYS['reference']}")
+    if "models" in data:
+        raise _fail(path, "models", "a suite with reference: compares downscaled images with their references "
+                                    "and runs no SR model; remove models (or reference)")
+    return tuple(s.strip() for s in raw)
+
+
+def _reference_seeds(data: Mapping[str, Any], path: str) -> tuple[int, ...]:
+    """A full-reference comparison is deterministic: one record per (image, downscaler, metric)."""
+    for key in ("samples", "seeds", "seed_start"):
+        if key in data:
+            raise _fail(path, key, "a suite with reference: draws no SR samples; remove it")
+    return (0,)
+
+
+def _checks(raw: Any, path: str, downscalers: list[str], models: list[str], base: Path) -> tuple[dict[str, Any], ...]:
+    from idard.bench.checks import CheckError, parse_checks
+
+    def canonical(spec: str, kind: str) -> str:
+        """A check's plug-in spec as the suite's lists hold it: paths resolved against the suite."""
+        try:
+            name, params = _spec_params(spec)
+            registry = DOWNSCALERS if kind == "downscaler" else MODELS
+            return registry.create({"name": name, **_resolve_paths(params, base, _path_params(registry, name))}).id
+        except Exception:  # noqa: BLE001 - e.g. an unregistered plug-in: compared as written
+            return spec.strip()
+
+    try:
+        return tuple(check.to_dict() for check in parse_checks(raw, path, downscalers, models, canonical))
+    except CheckError as exc:
+        raise SuiteError(str(exc)) from None
+
+
+def _requires(raw: Any, path: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or not all(isinstance(s, str) and s.strip() for s in items):
+        raise _fail(path, "requires", f"must be a list of strings: {_KEYS['requires']}")
+    return tuple(s.strip() for s in items)
 
 
 #: The most YAML nodes a suite may hold once its aliases are expanded: real suites hold

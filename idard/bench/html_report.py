@@ -1,0 +1,378 @@
+"""``idard-bench report RUN --html``: one self-contained HTML page to *see* a run.
+
+The page holds, with every image embedded as base64 PNG (it works offline, as one file
+to mail or attach):
+
+* the IDA-RD table with its bootstrap 95 % CIs, and the suite's checks;
+* one bar chart per (model, metric, scale): IDA-RD per downscaler, error bars = the CI;
+* one plot per degradation ladder (the suite's ``spearman`` checks, else the paper's
+  ladders found in the run): IDA-RD against the degradation parameter, with its Spearman rho;
+* for a few images, the grid of the supplement's Figure 3: HR, LR, SR samples and their
+  difference maps with each sample's LPIPS.
+
+Records hold no pixels, so the grid is *recomputed from the records' seeds*: every sample
+of idard is a function of (HR image, downscaler, model, seed) alone (README, "Seeds"), so
+redrawing seed k reproduces the sample whose distortion the record holds. This needs the
+model and the HR images where the report runs, and costs a handful of SR samples, instead
+of storing pixels for every run (``--save-samples``) that nobody may look at. Each tile
+shows the recomputed LPIPS next to the record's value, so a model or image that changed
+since the run is visible, not silent. When the images or the model cannot be had, the grid
+says why and the rest of the page is written.
+
+Plots are drawn with matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+#: Most downscalers shown per image in the sample grid (the page stays readable).
+GRID_DOWNSCALERS = 4
+#: Records and recomputation may differ by this much (8-bit rounding paths) without a flag.
+MATCH_TOLERANCE = 2e-3
+
+
+def _figure_png(fig: Any) -> str:
+    """A matplotlib figure as a base64 PNG data URI (and the figure closed)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _groups(table: pl.DataFrame):
+    keys = [k for k in ("model", "metric", "scale") if k in table.columns]
+    for key, part in table.group_by(keys, maintain_order=True):
+        yield dict(zip(keys, key)), part
+
+
+def _group_title(key: dict[str, Any]) -> str:
+    return " · ".join(f"x{v}" if k == "scale" else str(v) for k, v in key.items())
+
+
+# ------------------------------------------------------------------------ bar charts
+
+def bar_charts(table: pl.DataFrame) -> list[tuple[str, str]]:
+    """(title, data URI) per (model, metric, scale): IDA-RD per downscaler with CI error bars."""
+    plt = _pyplot()
+    charts = []
+    for key, part in _groups(table):
+        part = part.filter(pl.col("ida_rd").is_not_null()).sort("ida_rd")
+        if part.is_empty():
+            continue
+        means = part["ida_rd"].to_numpy()
+        low = np.where(part["ci_low"].is_null().to_numpy(), means, part["ci_low"].fill_null(0).to_numpy())
+        high = np.where(part["ci_high"].is_null().to_numpy(), means, part["ci_high"].fill_null(0).to_numpy())
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * part.height + 2), 3.6))
+        ax.bar(range(part.height), means, yerr=[means - low, high - means], capsize=3, color="#4878a8")
+        ax.set_xticks(range(part.height), part["downscaler"].to_list(), rotation=40, ha="right", fontsize=8)
+        ax.set_ylabel(f"IDA-RD ({key.get('metric', '')})")
+        ax.set_title(_group_title(key) + "  (error bars: bootstrap 95% CI)", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        charts.append((_group_title(key), _figure_png(fig)))
+    return charts
+
+
+# ------------------------------------------------------------------------ ladders
+
+@dataclasses.dataclass(frozen=True)
+class LadderPlot:
+    family: str
+    group: str
+    rho: float
+    uri: str
+
+
+def _ladders(checks: Sequence[Any], table: pl.DataFrame) -> list[tuple[str, list[str], list[float]]]:
+    """(family, downscaler ids, parameters) of the suite's spearman checks, else of the
+    paper's ladders whose rungs are all in the table."""
+    from idard.bench.checks import _canonical
+
+    found = [(c.params["family"], [_canonical(d, "downscaler") for d in c.params["downscalers"]],
+              list(c.params["parameter"])) for c in checks if c.kind == "spearman"]
+    if found:
+        return found
+    from idard.measure.ladders import PAPER_LADDERS
+
+    present = set(table["downscaler"].to_list())
+    out = []
+    for ladder in PAPER_LADDERS:
+        ids = ladder.ids()
+        if set(ids) <= present:
+            out.append((ladder.family, list(ids), [float(v) for v in ids.values()]))
+    return out
+
+
+def ladder_plots(checks: Sequence[Any], table: pl.DataFrame) -> list[LadderPlot]:
+    """IDA-RD against degradation strength per ladder and group, titled with Spearman rho."""
+    from idard.measure.statistics import spearman_ladder
+
+    plt = _pyplot()
+    plots = []
+    for family, ids, params in _ladders(checks, table):
+        for key, part in _groups(table):
+            rows = {r["downscaler"]: r for r in part.iter_rows(named=True) if r["downscaler"] in ids}
+            points = [(p, rows[d]) for d, p in zip(ids, params) if d in rows and rows[d]["ida_rd"] is not None]
+            if len(points) < 2:
+                continue
+            rho = spearman_ladder(part, {d: p for d, p in zip(ids, params)})
+            x = np.array([p for p, _ in points])
+            y = np.array([r["ida_rd"] for _, r in points])
+            lo = np.array([r["ci_low"] if r["ci_low"] is not None else r["ida_rd"] for _, r in points])
+            hi = np.array([r["ci_high"] if r["ci_high"] is not None else r["ida_rd"] for _, r in points])
+            fig, ax = plt.subplots(figsize=(4.2, 3.2))
+            ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, color="#b04a3a")
+            if x.min() > 0 and x.max() / x.min() >= 50:
+                ax.set_xscale("log")
+            ax.set_xlabel("degradation parameter")
+            ax.set_ylabel("IDA-RD")
+            rho_text = "—" if math.isnan(rho) else f"{rho:+.3f}"
+            ax.set_title(f"{family}: Spearman rho {rho_text}\n{_group_title(key)}", fontsize=9)
+            ax.grid(alpha=0.3)
+            plots.append(LadderPlot(family, _group_title(key), rho, _figure_png(fig)))
+    return plots
+
+
+# ------------------------------------------------------------------------ sample grid
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    label: str
+    uri: str
+    value: float | None = None  # recomputed distortion
+    recorded: float | None = None  # the record's value for the same key
+
+
+@dataclasses.dataclass(frozen=True)
+class GridRow:
+    image: str
+    downscaler: str
+    tiles: list[Tile]
+
+
+def _thumb(pixels: np.ndarray, width: int = 200, nearest: bool = False) -> str:
+    from PIL import Image
+
+    from idard.measure.images import to_uint8
+
+    image = Image.fromarray(to_uint8(np.clip(pixels, 0, 1).astype(np.float32)))
+    height = max(1, round(image.height * width / image.width))
+    image = image.resize((width, height), Image.NEAREST if nearest else Image.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _difference_map(hr: np.ndarray, sr: np.ndarray) -> np.ndarray:
+    """|SR - HR| averaged over channels, on the inferno colour map (0 -> black, >= 0.25 -> white-yellow)."""
+    import matplotlib
+
+    diff = np.abs(sr - hr).mean(axis=2)
+    return matplotlib.colormaps["inferno"](np.clip(diff / 0.25, 0, 1))[..., :3].astype(np.float32)
+
+
+def _grid_downscalers(table: pl.DataFrame, model: str, limit: int) -> list[str]:
+    """Which downscalers the grid shows: bicubic and nearest when present, then the others
+    from the most to the least information lost."""
+    ranked = (table.filter((pl.col("model") == model) & pl.col("ida_rd").is_not_null())
+              .sort("ida_rd", descending=True)["downscaler"].unique(maintain_order=True).to_list())
+    first = [d for d in ("bicubic", "nearest") if d in ranked]
+    return (first + [d for d in ranked if d not in first])[:limit]
+
+
+def sample_grid(run_dir: str, table: pl.DataFrame, records: pl.LazyFrame, n_images: int, n_samples: int,
+                log: Callable[[str], None] = print) -> tuple[list[GridRow], str]:
+    """Figure 3's rows, recomputed from the records' seeds; and a note (why none, or what)."""
+    import torch
+    import yaml
+
+    from idard.bench.checks import read_run_file
+    from idard.bench.fullref import PREFIX
+    from idard.bench.sources import list_images
+    from idard.measure.distortions import DISTORTIONS
+    from idard.measure.downscalers import DOWNSCALERS
+    from idard.measure.images import crop_to_multiple, decode_image, quantize_8bit, to_tensor
+    from idard.measure.models import MODELS, Samples
+
+    if n_images == 0:
+        return [], "no sample grid asked for (--grid-images 0)"
+    models = [m for m in table["model"].unique(maintain_order=True).to_list() if not str(m).startswith(PREFIX)]
+    if not models:
+        return [], "a full-reference run draws no SR samples: no sample grid"
+    model_id = models[0]
+    metric_id = "lpips-alex" if "lpips-alex" in table["metric"].to_list() else table["metric"][0]
+    try:
+        suite = yaml.safe_load(read_run_file(run_dir, "suite.yaml"))
+        refs = list_images(list(suite["images"]), Path(suite.get("base_dir", ".")))
+        model = MODELS.create(model_id)
+        metric = DISTORTIONS.create(metric_id)
+    except Exception as exc:  # noqa: BLE001 - the page is still worth writing without the grid
+        return [], f"sample grid not recomputed: {type(exc).__name__}: {exc}"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    metric.to(device)
+    held = records.filter((pl.col("model") == model_id) & (pl.col("metric") == metric_id)).select(
+        "image", "downscaler", "seed", "value").collect()
+    seeds = sorted(held["seed"].unique().to_list())[:n_samples]
+    scale = int(model.scale)
+    names = held["image"].unique(maintain_order=True).to_list()
+    chosen = [r for r in refs if r.name in names][:n_images]
+    rows: list[GridRow] = []
+    for ref in chosen:
+        hr = crop_to_multiple(decode_image(ref.read(), name=ref.name, source=ref.location), scale)
+        hr_tensor = to_tensor(hr.pixels, device)
+        for ds_id in _grid_downscalers(table, model_id, GRID_DOWNSCALERS):
+            lr = quantize_8bit(DOWNSCALERS.create(ds_id)(hr, scale))
+            with torch.inference_mode():
+                out = model.sample(to_tensor(lr, device), seeds)
+                sr = (out.images if isinstance(out, Samples) else out)[0]
+                sr = torch.round(sr.clamp(0, 1) * 255) / 255  # as scored (README: SR samples are 8-bit)
+                values = metric(hr_tensor, sr).tolist()
+            recorded = {s: v for s, v in held.filter((pl.col("image") == ref.name) & (pl.col("downscaler") == ds_id))
+                        .select("seed", "value").iter_rows()}
+            tiles = [Tile("HR", _thumb(hr.pixels)), Tile(f"LR x{scale} ({ds_id})", _thumb(lr, nearest=True))]
+            pixels = [s.permute(1, 2, 0).cpu().numpy() for s in sr]
+            tiles += [Tile(f"SR{k + 1} (seed {s})", _thumb(p), values[k], recorded.get(s))
+                      for k, (s, p) in enumerate(zip(seeds, pixels))]
+            tiles += [Tile(f"MD{k + 1}", _thumb(_difference_map(hr.pixels, p)), values[k], recorded.get(s))
+                      for k, (s, p) in enumerate(zip(seeds, pixels))]
+            rows.append(GridRow(ref.name, ds_id, tiles))
+            log(f"grid: {ref.name} / {ds_id}: {len(seeds)} samples recomputed")
+    return rows, (f"{model_id}, {metric_id}: samples recomputed from their seeds {seeds}; each tile shows the "
+                  "recomputed value and, in brackets, the record's")
+
+
+# ------------------------------------------------------------------------ page
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1600px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:.85em}td,th{padding:3px 8px;border:1px solid #ddd;text-align:right}
+td.l,th.l{text-align:left}tr:nth-child(even){background:#f6f6f6}
+.plots img{margin:4px;border:1px solid #eee}.grid{border-collapse:collapse}.grid td{border:none;padding:2px;
+vertical-align:top;text-align:center;font-size:.75em}.tile{position:relative;display:inline-block}
+.tile span{position:absolute;left:3px;top:3px;color:#fff;background:rgba(0,0,0,.55);padding:0 3px;font-size:11px}
+.pass{color:#1a7f37}.fail{color:#c62828}.undecided{color:#8a6d00}.note{color:#666;font-size:.85em}
+"""
+
+
+def _num(value: Any, fmt: str = "{:.4f}") -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
+
+
+def table_html(table: pl.DataFrame) -> str:
+    """The IDA-RD table (sorted within each group, as in the terminal) as an HTML table."""
+    keys = [k for k in ("model", "metric", "scale") if k in table.columns]
+    shown = table.sort([*keys, "ida_rd"], nulls_last=True)
+    head = ("<tr><th class=l>downscaler</th><th class=l>model</th><th class=l>metric</th><th>scale</th>"
+            "<th>IDA-RD</th><th>± images</th><th>95% CI</th><th>images</th><th>samples</th><th>non-finite</th></tr>")
+    rows = []
+    for r in shown.iter_rows(named=True):
+        ci = "—" if r.get("ci_low") is None or r.get("ci_high") is None else f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+        rows.append(
+            f"<tr><td class=l>{html.escape(str(r['downscaler']))}</td><td class=l>{html.escape(str(r['model']))}</td>"
+            f"<td class=l>{html.escape(str(r['metric']))}</td><td>x{r.get('scale', '')}</td>"
+            f"<td>{_num(r['ida_rd'])}</td><td>{_num(r.get('std_images'))}</td><td>{ci}</td>"
+            f"<td>{r.get('n_images', '')}</td><td>{r.get('n_samples', '')}</td><td>{r.get('n_nonfinite', '')}</td></tr>")
+    return f"<table id=ida-rd>{head}{''.join(rows)}</table>"
+
+
+def _checks_html(results: Sequence[Any], summary: Sequence[str]) -> str:
+    if not results:
+        return "<p class=note>The suite has no checks.</p>"
+    css = {True: "pass", False: "fail", None: "undecided"}
+    items = "".join(f"<tr><td class=l>{html.escape(r.label)}</td><td class=l>{html.escape(r.detail)}</td>"
+                    f"<td class={css[r.passed]}>{r.verdict}</td></tr>" for r in results)
+    lead = "".join(f"<p>{html.escape(line)}</p>" for line in summary[:1] if line.startswith("Spearman"))
+    return f"{lead}<table id=checks><tr><th class=l>check</th><th class=l>result</th><th>holds</th></tr>{items}</table>"
+
+
+def _grid_html(rows: Sequence[GridRow], note: str) -> str:
+    if not rows:
+        return f"<p class=note>{html.escape(note)}</p>"
+    out = [f"<p class=note>{html.escape(note)}</p><table class=grid id=sample-grid>"]
+    for row in rows:
+        cells = []
+        for tile in row.tiles:
+            badge = ""
+            if tile.value is not None:
+                mismatch = tile.recorded is not None and abs(tile.value - tile.recorded) > MATCH_TOLERANCE
+                badge = (f"<span>{tile.value:.3f}" + (f" [{tile.recorded:.3f}]" if tile.recorded is not None else "")
+                         + (" ≠" if mismatch else "") + "</span>")
+            cells.append(f"<td><div class=tile><img src='{tile.uri}' alt='{html.escape(tile.label)}' width=200>{badge}"
+                         f"</div><br>{html.escape(tile.label)}</td>")
+        out.append(f"<tr><td class=l><b>{html.escape(row.image)}</b><br>{html.escape(row.downscaler)}</td>"
+                   + "".join(cells) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def render_page(title: str, description: str, table: pl.DataFrame, checks_html: str,
+                bars: Sequence[tuple[str, str]], ladders: Sequence[LadderPlot], grid_html: str) -> str:
+    """The whole page as one string: no external file, script or font."""
+    bar_imgs = "".join(f"<img class=bar src='{uri}' alt='IDA-RD {html.escape(t)}'>" for t, uri in bars)
+    ladder_imgs = "".join(f"<img class=ladder src='{p.uri}' alt='{html.escape(p.family)} {html.escape(p.group)}'>"
+                          for p in ladders) or "<p class=note>No degradation ladder in this run.</p>"
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>"
+        "<p class=note>IDA-RD: mean over images of the mean distortion between the HR image and SR samples "
+        "decoded from the downscaled image; lower = less information lost. ± is the std over images, the CI a "
+        "bootstrap over images and samples.</p>"
+        f"<h2>IDA-RD table</h2>{table_html(table)}"
+        f"<h2>Checks (the paper's findings)</h2>{checks_html}"
+        f"<h2>IDA-RD per downscaler</h2><div class=plots>{bar_imgs}</div>"
+        f"<h2>IDA-RD against degradation strength</h2><div class=plots>{ladder_imgs}</div>"
+        f"<h2>Samples (HR / LR / SR / difference maps, as the supplement's Figure 3)</h2>{grid_html}"
+        "</body></html>"
+    )
+
+
+def write_html_report(run_dir: str, report: Any, records: pl.LazyFrame, path: str | Path | None = None, *,
+                      grid_images: int = 2, grid_samples: int = 3,
+                      log: Callable[[str], None] = print) -> str:
+    """Write the page for ``report`` (a `idard.bench.reduce.Report`) of ``run_dir``; returns
+    where. ``path`` defaults to ``report.html`` in the run directory."""
+    import yaml
+
+    from idard.bench.checks import checks_of_run, evaluate_checks, read_run_file, summary_lines
+    from idard.bench.store import RecordStore
+
+    checks, name = checks_of_run(run_dir)
+    results = evaluate_checks(checks, report.table, records)
+    try:
+        suite = yaml.safe_load(read_run_file(run_dir, "suite.yaml")) or {}
+    except (FileNotFoundError, OSError):
+        suite = {}
+    grid_rows, note = sample_grid(run_dir, report.table, records, grid_images, grid_samples, log)
+    page = render_page(
+        f"IDA-RD report: {name or suite.get('name') or run_dir}", str(suite.get("description", "")), report.table,
+        _checks_html(results, summary_lines(results) if results else []), bar_charts(report.table),
+        ladder_plots(checks, report.table), _grid_html(grid_rows, note))
+    if path is None:
+        return RecordStore(run_dir).write_text("report.html", page)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page)
+    return str(target)
