@@ -158,26 +158,35 @@ def distortion(
     dist: Annotated[Path, typer.Argument(help="Distorted (SR) image of the same size.")],
     metric: Annotated[str, typer.Option("--metric", help="lpips-alex, lpips-vgg, psnr, ssim or ms-ssim.")] = "lpips-alex",
 ) -> None:
-    """Print the distortion between two images (a larger reference is centre-cropped to the other's size)."""
-    import dataclasses
-
+    """Print the distortion between two images (a reference that downscale would crop is cropped alike)."""
     from idard.measure.distortions import DISTORTIONS
-    from idard.measure.images import load_image, to_tensor
+    from idard.measure.images import crop_to_multiple, load_image, to_tensor
 
     with user_errors():
         scorer = DISTORTIONS.create(metric)
         a, b = load_image(ref), load_image(dist)
-        if a.pixels.shape != b.pixels.shape and a.width >= b.width and a.height >= b.height:
-            # An SR sample of an HR image cropped to a multiple of the scale (as `downscale`
-            # does): the reference gets the same centre crop, so the one-step chain works.
-            top, left = (a.height - b.height) // 2, (a.width - b.width) // 2
-            err_console.print(f"note: {ref} centre-cropped {a.width}x{a.height} -> {b.width}x{b.height} to match {dist}",
-                              highlight=False, markup=False)
-            a = dataclasses.replace(a, pixels=a.pixels[top:top + b.height, left:left + b.width])
+        scale = _crop_scale((a.width, a.height), (b.width, b.height))
+        if scale is not None:
+            # An SR sample of an HR image that `downscale` cropped to a multiple of the
+            # scale: the reference gets the same centre crop, so the one-step chain works.
+            err_console.print(f"note: {ref} centre-cropped {a.width}x{a.height} -> {b.width}x{b.height} (a multiple "
+                              f"of {scale}, as downscale crops) to match {dist}", highlight=False, markup=False)
+            a = crop_to_multiple(a, scale)
         if a.pixels.shape != b.pixels.shape:
-            raise UsageError(f"{dist}: size {b.width}x{b.height} is larger than {ref} ({a.width}x{a.height})")
+            raise UsageError(f"{dist}: size {b.width}x{b.height} differs from {ref} ({a.width}x{a.height}) "
+                             "and is not its crop to a multiple of a scale")
         value = float(scorer(to_tensor(a.pixels), to_tensor(b.pixels))[0])
         print(f"{value:.6f}")
+
+
+def _crop_scale(reference: tuple[int, int], other: tuple[int, int]) -> int | None:
+    """The smallest scale whose crop to a multiple turns ``reference`` (w, h) into ``other``."""
+    if reference == other:
+        return None
+    for scale in range(2, 65):
+        if all(side - side % scale == target for side, target in zip(reference, other)):
+            return scale
+    return None
 
 
 @app.command("list")

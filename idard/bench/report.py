@@ -179,7 +179,8 @@ def _paired_rows(paired: pl.DataFrame) -> tuple[list[str], list[list[str]]]:
         for lo, hi in zip(paired["ci_low"].to_list(), paired["ci_high"].to_list())], dtype=pl.String))
     columns = [c for c in _PAIRED if c in shown.columns]
     rows = [["—" if _missing(row[c]) else _PAIRED[c][1].format(row[c]) for c in columns]
-            for row in _labelled(shown.sort("mean_diff", nulls_last=True)).iter_rows(named=True)]
+            for row in _labelled(shown.sort([*(c for c in ("model", "metric", "scale") if c in shown.columns),
+                                              "mean_diff"], nulls_last=True)).iter_rows(named=True)]
     return [_PAIRED[c][0] for c in columns], rows
 
 
