@@ -1,6 +1,6 @@
 """Stochastic SR models: the decoder of IDA-RD."""
 
 from idard.measure.models.base import MODELS, Samples, SRModel, seeded_normal, sha256_file
-from idard.measure.models import embedded, pulse, srflow  # noqa: F401,E402  (register the built-in models)
+from idard.measure.models import chain, embedded, pulse, srflow  # noqa: F401,E402  (register the built-in models)
 
 __all__ = ["MODELS", "Samples", "SRModel", "seeded_normal", "sha256_file"]

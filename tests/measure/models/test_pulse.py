@@ -211,13 +211,13 @@ def test_a_checkpoint_of_another_network_is_refused_naming_the_file(tmp_path) ->
 
 # ------------------------------------------------------------------ the plug-in
 def test_the_plugin_samples_k_starts_per_lr_image_and_flags_convergence(dcgan, faces) -> None:
-    model = MODELS.create("pulse(scale=16, steps=60)")
-    assert model.id == "pulse(scale=16,steps=60)" and model.scale == 16
+    model = MODELS.create("pulse(scale=16, steps=20)")
+    assert model.id == "pulse(scale=16,steps=20)" and model.scale == 16
     lr = bicubic_downsample(faces[:2], 16).clamp(0, 1)
     with torch.inference_mode():  # as the evaluator calls it
         out = model.sample(lr, [0, 1, 2])
     assert isinstance(out, Samples) and out.images.shape == (2, 3, 3, 64, 64) and out.converged.shape == (2, 3)
-    batched = MODELS.create("pulse(scale=16, steps=60, batch=2)")
+    batched = MODELS.create("pulse(scale=16, steps=20, batch=2)")
     assert batched.id == model.id  # batch size is not part of the identity: it changes no result
     assert torch.allclose(batched.sample(lr, [0, 1, 2]).images, out.images, atol=1e-4)
 
