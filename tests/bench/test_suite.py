@@ -33,8 +33,15 @@ def test_the_quickstart_suite_is_the_embedded_default() -> None:
 
 @pytest.mark.parametrize("path", sorted((REPO / "benchmark").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_committed_suite_loads(path: Path) -> None:
-    """The suites the README and Makefile run parse, with every plug-in spec valid."""
-    suite = load_suite(path)
+    """The suites the README and Makefile run parse, with every plug-in spec valid. A suite
+    of published weights (reference-demo.yaml) can only load where they are: it skips
+    elsewhere, saying so."""
+    try:
+        suite = load_suite(path)
+    except SuiteError as exc:
+        if "no such weights file" not in str(exc):
+            raise
+        pytest.skip(f"{path.name} needs published weights that are not here: {exc}")
     assert suite.images and suite.downscalers and suite.models and suite.metrics
 
 
