@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         data["models"] = [args.model]
     try:
         model = MODELS.create(data["models"][0])
-        model.weight_files() if hasattr(model, "weight_files") else None
+        if hasattr(model, "weight_files"):
+            model.weight_files()  # raises when a file is absent
     except (WeightsNotFound, FileNotFoundError, ValueError) as exc:
         return skip(f"the published weights are absent ({exc}); `idard-bench weights fetch SRFlow_DF2K_4X`, "
                     "or place SRFlow_DF2K_4X.pth in the weights cache")
