@@ -18,7 +18,7 @@ SPEC = "chain(models=('srflow-tiny-4x', 'srflow-tiny-4x(heat=0.1)'))"
 
 @pytest.fixture(scope="module")
 def lr() -> torch.Tensor:
-    return torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    return torch.rand(2, 3, 2, 2, generator=torch.Generator().manual_seed(0))
 
 
 def test_a_chain_has_its_own_id_scale_and_combined_weights_hash() -> None:
@@ -39,7 +39,7 @@ def test_a_chained_sample_is_stage_one_then_8_bits_then_stage_two_each_with_its_
     out = MODELS.create(SPEC).sample(lr[:1], [7])
     middle = to_8bit_grid(first.sample(lr[:1], [stage_seed(7, 0)])[:, 0], "truncate")
     expected = second.sample(middle, [stage_seed(7, 1)])
-    assert out.shape == (1, 1, 3, 64, 64) and torch.allclose(out, expected, atol=1e-5)
+    assert out.shape == (1, 1, 3, 32, 32) and torch.allclose(out, expected, atol=1e-5)
     assert stage_seed(7, 0) != stage_seed(7, 1)
 
 
@@ -49,10 +49,10 @@ def test_batched_equals_alone(lr) -> None:
     turn into a one-level (1/255) change of an intermediate pixel lying on a level boundary:
     a few pixels of the result move by a few thousandths, the rest by under 1e-4."""
     chain = MODELS.create(SPEC)
-    together = chain.sample(lr, [0, 1, 2])
-    assert together.shape == (2, 3, 3, 64, 64)
+    together = chain.sample(lr, [0, 1])
+    assert together.shape == (2, 2, 3, 32, 32)
     for b in range(2):
-        for k, seed in enumerate([0, 1, 2]):
+        for k, seed in enumerate([0, 1]):
             diff = (together[b, k] - chain.sample(lr[b : b + 1], [seed])[0, 0]).abs()
             assert diff.max() < 2 / 255 and diff.mean() < 1e-4 and (diff > 1e-4).float().mean() < 0.05
     assert (together[0, 0] - together[0, 1]).abs().max() > 1e-3  # seeds differ
@@ -61,5 +61,5 @@ def test_batched_equals_alone(lr) -> None:
 def test_a_non_finite_intermediate_stays_non_finite() -> None:
     """The reference cast NaN to uint8 silently; a chain hands it on for the evaluator to flag."""
     chain = MODELS.create("chain(models=('srflow-tiny-4x(heat=1e39)', 'srflow-tiny-4x'))")
-    out = chain.sample(torch.full((1, 3, 4, 4), 0.5), [0])
+    out = chain.sample(torch.full((1, 3, 2, 2), 0.5), [0])
     assert not torch.isfinite(out).all()
