@@ -57,6 +57,19 @@ COPY --chown=ray:users benchmark/quickstart.yaml benchmark/quickstart.yaml
 ENV PYTHONUNBUFFERED=1 \
     IDARD_NO_DOWNLOAD=1
 
+# Published weights (optional). A suite names them by bare file name
+# (`srflow(weights=SRFlow_DF2K_4X.pth)`), which every node resolves in its weights cache,
+# $IDARD_WEIGHTS_DIR (default /home/ray/.cache/idard/weights). To bake them into the image,
+# put the files (`idard-bench list` names them; `idard-bench weights fetch NAME` downloads
+# one where its host answers) in a `weights/` folder beside this file and uncomment:
+#   COPY --chown=ray:users weights/ /home/ray/.cache/idard/weights/
+# or fetch them while building, where the build machine can reach the host:
+#   RUN idard-bench weights fetch pulse-gaussian-fit
+# Their licences are non-commercial (CC BY-NC-SA 4.0 for SRFlow, CC BY-NC 4.0 for
+# StyleGAN FFHQ): keep such an image private. The alternative is an object-store URI in
+# the suite (`weights='s3://bucket/SRFlow_DF2K_4X.pth'`), copied into each node's cache
+# on first use.
+
 # No ENTRYPOINT on purpose: the cluster launcher starts this container with `bash` as
 # its command (and runs everything through `docker exec`), which an ENTRYPOINT would
 # turn into `<entrypoint> bash`. CMD is only the default of a plain `docker run`.

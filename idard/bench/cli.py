@@ -209,6 +209,23 @@ def list_plugins() -> None:
             )
             table.add_row(entry.name, params, entry.summary)
         console.print(table)
+    _list_published_weights()
+
+
+def _list_published_weights() -> None:
+    """The published weights (idard/measure/zoo.py) and whether each is here."""
+    from rich.table import Table
+
+    from idard.measure.weights import cache_dir
+    from idard.measure.zoo import ENTRIES
+
+    table = Table(title=f"published weights (cache: {cache_dir()}; fetch with `idard-bench weights fetch NAME`)",
+                  title_justify="left")
+    for column in ("name", "file", "status", "licence", "note"):
+        table.add_column(column, style="bold" if column == "name" else None)
+    for entry in ENTRIES:
+        table.add_row(entry.name, entry.file, entry.availability(), entry.licence, entry.note)
+    console.print(table)
 
 
 def _missing() -> object:
@@ -554,14 +571,27 @@ def _tell_status_problems(target: str) -> None:
 
 
 @app.command()
-def weights(suite_path: SuiteOption = None) -> None:
+def weights(
+    action: Annotated[str | None, typer.Argument(help="'fetch' to download a published model's weights into the cache.")] = None,
+    name: Annotated[str | None, typer.Argument(help="With fetch: a published weights name (see `idard-bench list`).")] = None,
+    suite_path: SuiteOption = None,
+) -> None:
     """The weight files each model of a suite reads: where they were found, SHA-256, check.
 
     Files are looked for as given, then by name in the weights cache ($IDARD_WEIGHTS_DIR,
     default ~/.cache/idard/weights); URLs are downloaded there once. Exits 1 when a file
     is missing or its hash differs from the one idard knows for it.
+    ``weights fetch NAME`` downloads a published model's file (idard/measure/zoo.py) into
+    the cache, with progress, resume and a hash check.
     """
     from rich.table import Table
+
+    if action is not None:
+        if action != "fetch" or not name:
+            with user_errors():
+                raise UsageError("usage: idard-bench weights fetch NAME (or idard-bench weights --suite FILE)")
+        _fetch_weights(name)
+        return
 
     from idard.measure.models import MODELS, sha256_file
     from idard.measure.weights import ENV_WEIGHTS_DIR, cache_dir, verdict
@@ -592,6 +622,59 @@ def weights(suite_path: SuiteOption = None) -> None:
         console.print(shown)
         if failed:
             raise typer.Exit(1)
+
+
+def _fetch_weights(name: str) -> None:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from idard.measure.weights import WeightsHashMismatch, WeightsNotFound, fetch
+    from idard.measure.zoo import find_entry
+
+    with user_errors():
+        try:
+            entry = find_entry(name)
+        except KeyError as exc:
+            raise UsageError(str(exc.args[0])) from None
+    if entry.cached.is_file():
+        console.print(f"{entry.file} is already in the cache: {entry.cached}", highlight=False)
+    console.print(f"{entry.name}: {entry.file} from {entry.source}; licence {entry.licence}", highlight=False)
+    errors = []
+    for url in entry.urls if not entry.cached.is_file() else ():
+        console.print(f"downloading {url}" + (f" ({entry.member})" if entry.member else ""), highlight=False)
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), console=console, transient=not sys.stdout.isatty()) as bar:
+            task = bar.add_task(entry.file, total=entry.size)
+            try:
+                fetch(url, entry.cached, sha256=entry.expected_sha256(), member=entry.member,
+                      progress=lambda done, total: bar.update(task, completed=done, total=total))
+                break
+            except (WeightsNotFound, OSError) as exc:
+                errors.append(str(exc))
+            except WeightsHashMismatch as exc:
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
+    else:
+        if not entry.cached.is_file():
+            for error in errors:
+                err_console.print(f"[bold red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)
+            err_console.print(f"{entry.name} not fetched ({entry.note or 'no URL answered'}); place "
+                              f"{entry.file} at {entry.cached}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+    from idard.measure.models import sha256_file
+
+    digest = sha256_file(entry.cached)
+    expected = entry.expected_sha256()
+    if entry.sha256 and digest == entry.sha256:
+        check = "verified against the published SHA-256"
+    elif expected and digest == expected:
+        check = "NOT verified: no hash is published; recorded in the cache (sha256-recorded.json) at its first fetch, and later fetches are checked against it"
+    elif expected:
+        err_console.print(f"[bold red]error:[/] {entry.cached}: SHA-256 {digest} is not the expected {expected}",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    else:
+        check = "NOT verified: no hash is published"
+    console.print(f"{entry.cached}\nSHA-256 {digest} ({check})", highlight=False)
 
 
 @app.command()

@@ -232,7 +232,7 @@ def check_suite_portable(suite_path: str | Path) -> None:
     suite) cannot exist on the head. Object-store URIs, ``bundled:`` sets and absolute
     paths (inside the Docker image) are accepted. Raises `SuiteError` naming the key.
     """
-    from idard.bench.suite import _PATH_PARAMS, SuiteError, read_suite_file
+    from idard.bench.suite import SuiteError, read_suite_file
 
     path = Path(suite_path)
     data = read_suite_file(path)
@@ -244,13 +244,39 @@ def check_suite_portable(suite_path: str | Path) -> None:
     for i, source in enumerate(images if isinstance(images, list) else [images]):
         if isinstance(source, str) and _is_local_relative(source):
             raise SuiteError(f"{path}: key 'images[{i}]': {source!r} is a path on this machine; {advice}")
+    weights_advice = ("only the suite file reaches the cluster: name weights by bare file name (found in "
+                      "each node's weights cache: `idard-bench weights fetch NAME` or baked into the image), "
+                      "an object-store URI (s3://...), a URL, or an absolute path inside the Docker image")
     for key in ("downscalers", "models"):
         specs = data.get(key, [])
         for i, spec in enumerate(specs if isinstance(specs, list) else [specs]):
-            for name, value in _spec_params(spec).items():
-                if name in _PATH_PARAMS and isinstance(value, str) and _is_local_relative(value):
-                    raise SuiteError(f"{path}: key '{key}[{i}]': {name}={value!r} is a path on this "
-                                     f"machine; {advice}")
+            for name, value in _local_files(spec):
+                raise SuiteError(f"{path}: key '{key}[{i}]': {name}={value!r} is a path on this machine; "
+                                 + (weights_advice if name in _WEIGHT_PARAMS else advice))
+
+
+#: Parameters that name weight files. A bare file name is portable: every node resolves it
+#: in its own weights cache (idard.measure.weights), where `weights fetch` or the image put it.
+_WEIGHT_PARAMS = ("weights", "mapping", "synthesis", "gaussian_fit")
+
+
+def _local_files(spec: Any) -> Iterator[tuple[str, str]]:
+    """(parameter, value) of each file parameter of ``spec`` that only this machine can
+    have, looking into the stage specs of a ``chain(models=(...))`` too."""
+    from idard.bench.suite import _PATH_PARAMS
+
+    for name, value in _spec_params(spec).items():
+        if isinstance(value, (list, tuple)):
+            for inner in value:
+                if isinstance(inner, str) and "(" in inner:
+                    yield from _local_files(inner)
+            continue
+        if not isinstance(value, str) or not _is_local_relative(value):
+            continue
+        if name in _WEIGHT_PARAMS and "/" not in value and "\\" not in value:
+            continue  # a bare name: resolved from each node's weights cache
+        if name in _PATH_PARAMS or name in _WEIGHT_PARAMS:
+            yield name, value
 
 
 # ------------------------------------------------------------------- local prerequisites

@@ -11,9 +11,10 @@ Decisions that change the numbers (all documented in the README):
 * HR images are centre-cropped to a multiple of the scale (`images.crop_to_multiple`).
 * LR images are rounded to 8 bits (``quantize_lr``), because a downscaled image is an image
   file in practice and the paper's LR inputs were 8-bit PNGs.
-* SR samples are clipped to [0, 1] and rounded to 8 bits before scoring (``quantize_sr``),
-  as in the authors' reference computation, but only after a finiteness check: a sample
-  with NaN or Inf is recorded as failed, never cast to pixels.
+* SR samples are clipped to [0, 1] and converted to 8 bits before scoring (``quantize_sr``),
+  by truncation as in the authors' reference computation (``sr_to_8bit``; rounding is an
+  option, `idard.measure.sr_8bit`), but only after a finiteness check: a sample with NaN
+  or Inf is recorded as failed, never cast to pixels.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from idard.measure.downscalers import DOWNSCALERS, Downscaler
 from idard.measure.images import RGBImage, crop_to_multiple, load_image, quantize_8bit, to_tensor
 from idard.measure.models import MODELS, Samples, SRModel
 from idard.measure.records import KEY_COLUMNS, NONFINITE_SAMPLE, RECORD_SCHEMA
+from idard.measure.sr_8bit import SRTo8Bit, to_8bit_grid
 
 
 def _as_downscaler(spec: str | Downscaler) -> Downscaler:
@@ -81,6 +83,7 @@ class ImageEvaluator:
     max_batch: int = 64  # SR samples per model call: bounds device memory
     quantize_lr: bool = True
     quantize_sr: bool = True
+    sr_to_8bit: SRTo8Bit = "truncate"  # the reference's conversion; "round" to the nearest level
 
     def __post_init__(self) -> None:
         if self.scale != self.model.scale:
@@ -195,9 +198,7 @@ class ImageEvaluator:
             return self.error_rows(name, error, [request])
         finite = torch.isfinite(samples).flatten(1).all(dim=1).cpu().tolist()
         good = [k for k, ok in enumerate(finite) if ok]
-        scored = samples[good].clamp(0.0, 1.0)
-        if self.quantize_sr:
-            scored = torch.round(scored * 255.0) / 255.0
+        scored = to_8bit_grid(samples[good], self.sr_to_8bit) if self.quantize_sr else samples[good].clamp(0.0, 1.0)
 
         downscaler = request.downscaler.id
         rows: list[dict[str, Any]] = []
@@ -280,6 +281,7 @@ def evaluate(
     max_batch: int = 64,
     quantize_lr: bool = True,
     quantize_sr: bool = True,
+    sr_to_8bit: SRTo8Bit = "truncate",
     on_image: Callable[[str, list[dict[str, Any]]], None] | None = None,
     progress: bool | None = None,
 ) -> pl.DataFrame:
@@ -291,6 +293,8 @@ def evaluate(
     The sampling temperature is part of the model spec (``"srflow-tiny-4x(heat=0.9)"``),
     so it is part of the model id every record carries.
     Reduce the result with `idard.measure.statistics.ida_rd_table`.
+    ``sr_to_8bit`` is how SR samples become 8-bit images before scoring: ``truncate``
+    (the reference notebook's ``astype(uint8)``) or ``round``.
     ``on_image`` is called after each image with its records (for progress reporting);
     ``progress`` prints a line per image to stderr (default: when stderr is a terminal).
     Two images with the same key (file stem or `RGBImage.name`) are refused up front.
@@ -308,6 +312,7 @@ def evaluate(
         max_batch=max_batch,
         quantize_lr=quantize_lr,
         quantize_sr=quantize_sr,
+        sr_to_8bit=sr_to_8bit,
     )
     show = sys.stderr.isatty() if progress is None else progress
     rows: list[dict[str, Any]] = []

@@ -12,13 +12,19 @@ code (safetensors, or ``torch.load(weights_only=True)``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import http.client
+import json
 import os
 import re
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ENV_WEIGHTS_DIR = "IDARD_WEIGHTS_DIR"
 _URL = re.compile(r"^https?://")
@@ -41,7 +47,10 @@ def candidates(ref: str) -> list[Path]:
 
 
 def resolve_weights(ref: str) -> Path:
-    """The local file for ``ref`` (a path, a name in the cache, or a URL, downloaded once)."""
+    """The local file for ``ref`` (a path, a name in the cache, or a URL or object-store
+    URI, downloaded once)."""
+    if is_object_store_uri(ref):
+        return fetch_object(ref)
     for path in candidates(ref):
         if path.is_file():
             return path
@@ -95,3 +104,151 @@ def verdict(path: Path, sha256: str) -> str:
     if expected is None:
         return "unknown"
     return "verified" if expected == sha256 else f"MISMATCH (expected {expected[:12]}…)"
+
+
+# ------------------------------------------------------------------ fetching published weights
+#: Object-store URIs (read with pyarrow.fs, as the record store does), never local paths.
+_OBJECT_STORE = re.compile(r"^(s3|gs|gcs|hdfs|abfs|abfss|mock)://")
+RECORDED_HASHES = "sha256-recorded.json"
+
+
+class WeightsHashMismatch(ValueError):
+    """A downloaded file whose SHA-256 is not the published one; it is not kept."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Fetched:
+    """A fetched file, its SHA-256, and ``verified`` (matched a known hash) or ``recorded``
+    (no hash was known: this one was written to the cache's record, unverified)."""
+
+    path: Path
+    sha256: str
+    check: str
+
+
+def is_object_store_uri(ref: str) -> bool:
+    return bool(_OBJECT_STORE.match(ref))
+
+
+def _object_filesystem(uri: str) -> tuple[Any, str]:
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(uri)
+
+
+def fetch_object(uri: str, target: Path | None = None) -> Path:
+    """Copy an object-store file (``s3://bucket/SRFlow_DF2K_4X.pth``) into the cache by its
+    name, once; what every node of a cluster does with a weights URI."""
+    filesystem, path = _object_filesystem(uri)
+    target = target or cache_dir() / Path(path).name
+    if target.is_file():
+        return target
+    try:
+        with atomic_path(target) as tmp, filesystem.open_input_stream(path) as source, open(tmp, "wb") as out:
+            shutil.copyfileobj(source, out, length=1 << 20)
+    except Exception as exc:  # noqa: BLE001
+        raise WeightsNotFound(f"{uri}: cannot read ({type(exc).__name__}: {exc})") from None
+    return target
+
+
+def recorded_sha256(file_name: str) -> str | None:
+    """The hash recorded when ``file_name`` was first fetched with no published hash."""
+    record = cache_dir() / RECORDED_HASHES
+    if not record.is_file():
+        return None
+    return json.loads(record.read_text()).get(file_name)
+
+
+def _record_sha256(file_name: str, sha256: str) -> None:
+    record = cache_dir() / RECORDED_HASHES
+    known = json.loads(record.read_text()) if record.is_file() else {}
+    known[file_name] = sha256
+    with atomic_path(record) as tmp:
+        tmp.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
+
+
+Progress = Callable[[int, "int | None"], None]
+
+
+def download_resumable(url: str, target: Path, progress: Progress | None = None, timeout: float = 60) -> Path:
+    """Download ``url`` to ``target``, resuming a cut download (HTTP Range).
+
+    The bytes go to ``.NAME.part`` beside the target; a second call after a cut connection
+    asks the server for the rest (``Range: bytes=N-``) and starts over only when the
+    server ignores the range. A web page where a file was expected (Google Drive's quota
+    or confirmation page) is refused. ``progress(done, total)`` is called as bytes arrive.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.parent / f".{target.name}.part"
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - a URL the user chose
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing left to send: the part is whole
+            os.replace(part, target)
+            return target
+        raise
+    with response:
+        if response.headers.get_content_type() == "text/html" and not target.name.endswith((".html", ".htm")):
+            raise WeightsNotFound(f"{url}: the server answered with a web page, not the file (a quota or "
+                                  f"confirmation page?); download it in a browser and place it at {target}")
+        resumed = have and response.status == 206
+        done = have if resumed else 0
+        length = response.headers.get("Content-Length")
+        total = done + int(length) if length is not None else None
+        cut = False
+        with open(part, "ab" if resumed else "wb") as out:
+            while not cut:
+                try:
+                    block = response.read(1 << 20)
+                except http.client.IncompleteRead as exc:  # the connection was cut: keep what came
+                    block, cut = exc.partial, True
+                except OSError:
+                    block, cut = b"", True
+                if not block:
+                    break
+                out.write(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, total)
+        if cut or (total is not None and done < total):
+            raise WeightsNotFound(f"{url}: connection closed after {done}" + (f" of {total}" if total else "")
+                                  + " bytes; run the same command again to resume")
+    os.replace(part, target)
+    return target
+
+
+def fetch(url: str, target: Path, *, sha256: str | None = None, member: str = "",
+          progress: Progress | None = None) -> Fetched:
+    """Download a published weights file into ``target`` and check its SHA-256.
+
+    ``member``: the file's path inside the archive (zip) at ``url``; the archive is kept in
+    the cache beside it so other members need no second download. With a known ``sha256``
+    a file that differs is deleted and refused (`WeightsHashMismatch`); with none, the
+    hash is recorded in the cache (``sha256-recorded.json``) and later fetches are checked
+    against it, and the result says it was not verified.
+    """
+    from idard.measure.models.base import sha256_file
+
+    if member:
+        archive = target.parent / Path(url.split("?", 1)[0]).name
+        if not archive.is_file():
+            download_resumable(url, archive, progress)
+        with zipfile.ZipFile(archive) as zf, atomic_path(target) as tmp:
+            try:
+                with zf.open(member) as source, open(tmp, "wb") as out:
+                    shutil.copyfileobj(source, out, length=1 << 20)
+            except KeyError:
+                raise WeightsNotFound(f"{url}: the archive holds no {member}") from None
+    else:
+        download_resumable(url, target, progress)
+    digest = sha256_file(target)
+    expected = sha256 or recorded_sha256(target.name)
+    if expected is None:
+        _record_sha256(target.name, digest)
+        return Fetched(target, digest, "recorded")
+    if digest != expected:
+        target.unlink()
+        raise WeightsHashMismatch(f"{url}: SHA-256 {digest} is not the expected {expected}; the file was deleted")
+    return Fetched(target, digest, "verified")

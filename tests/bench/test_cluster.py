@@ -26,6 +26,7 @@ from idard.bench.cluster import (
     ClusterError,
     ClusterJob,
     RayJobSubmitter,
+    check_suite_portable,
     dashboard_tunnel,
     find_placeholders,
     gpu_capacity,
@@ -260,6 +261,22 @@ def test_nothing_starts_while_the_cluster_file_or_the_suite_is_wrong(tmp_path: P
         run_on_cluster(filled_config(tmp_path), suite, "s3://b/q", [], runner=rec.run, submit=rec.submit,
                        console=quiet())
     assert rec.events == []
+
+
+def test_weights_by_bare_name_or_object_store_uri_are_portable_and_local_paths_are_not(tmp_path: Path) -> None:
+    """A bare name resolves in each node's weights cache (filled by `weights fetch` or baked
+    into the image); a relative path with folders exists only here, in a chain stage too."""
+    suite = tmp_path / "published.yaml"
+    suite.write_text("name: published\nimages: [s3://b/hr/]\ndownscalers: [bicubic]\nmodels:\n"
+                     "  - srflow(weights=SRFlow_DF2K_4X.pth)\n  - srflow(weights='s3://b/SRFlow_DF2K_8X.pth')\n"
+                     "  - pulse(generator=stylegan-ffhq, mapping=mapping.pt, synthesis=synthesis.pt, scale=32)\n"
+                     "  - \"chain(models=('srflow(weights=SRFlow_CelebA_8X.pth)', 'srflow(weights=SRFlow_DF2K_4X.pth)'))\"\n")
+    check_suite_portable(suite)
+    suite.write_text("name: local\nimages: [s3://b/hr/]\ndownscalers: [bicubic]\nmodels:\n"
+                     "  - \"chain(models=('srflow(weights=ckpt/SRFlow_CelebA_8X.pth)', 'srflow-tiny-4x'))\"\n")
+    with pytest.raises(SuiteError, match=r"key 'models\[0\]': weights='ckpt/SRFlow_CelebA_8X.pth' is a path on "
+                                         r"this machine; .*bare file name"):
+        check_suite_portable(suite)
 
 
 def test_a_cluster_whose_workers_have_no_gpu_needs_no_gpu(tmp_path: Path) -> None:

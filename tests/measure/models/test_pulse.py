@@ -16,11 +16,18 @@ from idard.measure.models.pulse.downsample import bicubic_downsample, keys_cubic
 from idard.measure.models.pulse.generators import (
     DCGANFaces,
     GeneratorWeightsError,
+    LatentGenerator,
     TorchGenerator,
     dcgan_faces_weights,
     load_tensors,
 )
-from idard.measure.models.pulse.optimize import PulseSettings, geocross, invert, one_cycle_then_drop
+from idard.measure.models.pulse.optimize import (
+    PulseSettings,
+    geocross,
+    initial_state,
+    invert,
+    one_cycle_then_drop,
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +85,78 @@ def test_geocross_is_zero_for_parallel_vectors_and_grows_with_their_angle() -> N
 
 
 def test_batched_search_equals_each_sample_alone_with_its_seed(dcgan, faces) -> None:
-    """Batching changes nothing: per-sample losses, Adam, projection and early stop."""
+    """Batching changes nothing: per-sample losses, Adam, projection and first-hit stop."""
     lr = bicubic_downsample(faces, 16).clamp(0, 1)
     rows, seeds = lr.repeat_interleave(2, dim=0), [5, 9] * 3
-    together = invert(dcgan, rows, seeds)
-    alone = [invert(dcgan, rows[i : i + 1], [seeds[i]]) for i in range(len(seeds))]
+    first_hit = PulseSettings(stop="first-hit")
+    together = invert(dcgan, rows, seeds, first_hit)
+    alone = [invert(dcgan, rows[i : i + 1], [seeds[i]], first_hit) for i in range(len(seeds))]
     assert torch.allclose(together.images, torch.cat([a.images for a in alone]), atol=1e-4)
     assert together.converged.tolist() == [bool(a.converged) for a in alone]
     assert together.steps.tolist() == [int(a.steps) for a in alone]
     assert together.steps.unique().numel() > 1  # samples did stop at different steps
+
+
+class RecordingGenerator(LatentGenerator):
+    """A tiny two-vector generator (a fixed linear map and a sigmoid to 8x8 pixels) that
+    keeps every image it makes, so a test can see each step of the search."""
+
+    resolution, layers, dim = 8, 2, 6
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.randn(self.layers * self.dim, 3 * 8 * 8, generator=torch.Generator().manual_seed(7))
+        self.made: list[torch.Tensor] = []
+
+    def synthesize(self, latent_in: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
+        image = torch.sigmoid(latent_in.flatten(1) @ self.weight / 4).view(-1, 3, 8, 8)
+        self.made.append(image.detach().clone())
+        return image
+
+
+def _start_image(generator: LatentGenerator, seed: int) -> torch.Tensor:
+    """The image PULSE's start for ``seed`` makes: a target it reaches at step 0."""
+    latent, noise = initial_state(generator, [seed], "cpu")
+    with torch.no_grad():
+        image = generator.synthesize(generator.latent_in(latent), noise)
+    generator.made.clear()
+    return image
+
+
+def test_the_reference_rule_runs_every_step_and_returns_the_last_image() -> None:
+    """PULSE.py (adamian98/pulse) lines 134-179: all steps run; the image returned is the
+    last step's; converged means the lowest L2 over the steps is <= eps. Sample 0's target
+    is its own start (L2 = 0 at step 0); GEOCROSS then pulls its two vectors together and
+    the image leaves the target: still converged, and the drifted image is returned.
+    Sample 1's target (another seed's start) is never reached."""
+    generator = RecordingGenerator()
+    lr = bicubic_downsample(torch.cat([_start_image(generator, 3), _start_image(generator, 4)]), 2)
+    settings = PulseSettings(steps=6, eps=1e-7)
+    out = invert(generator, lr, [3, 11], settings)
+
+    assert len(generator.made) == 6 and out.steps.tolist() == [6, 6]
+    assert torch.equal(out.images, generator.made[-1].clamp(0, 1))
+    l2 = torch.stack([(bicubic_downsample(made, 2) - lr).pow(2).mean((1, 2, 3)) for made in generator.made])
+    assert l2[0, 0] == 0 and l2[-1, 0] > settings.eps  # reached at step 0, then left
+    assert torch.equal(out.l2, l2.min(0).values)
+    assert out.converged.tolist() == [True, False] == (l2.min(0).values <= settings.eps).tolist()
+
+
+def test_first_hit_stops_a_sample_at_the_step_it_reaches_eps_and_returns_that_image() -> None:
+    generator = RecordingGenerator()
+    lr = bicubic_downsample(torch.cat([_start_image(generator, 3), _start_image(generator, 4)]), 2)
+    out = invert(generator, lr, [3, 11], PulseSettings(steps=6, eps=1e-7, stop="first-hit"))
+    assert out.steps.tolist() == [1, 6] and out.converged.tolist() == [True, False]
+    assert torch.equal(out.images[0], generator.made[0][0])  # step 0's image, the target itself
+
+
+def test_the_stopping_rule_is_named_in_the_model_id() -> None:
+    from idard.measure.registry import SpecError
+
+    assert MODELS.create("pulse").settings.stop == "reference" and MODELS.create("pulse").id == "pulse"
+    assert MODELS.create("pulse(stop=first-hit)").id == "pulse(stop='first-hit')"
+    with pytest.raises(SpecError, match="'reference', 'first-hit'"):
+        MODELS.create("pulse(stop=early)")
 
 
 def test_each_seed_is_its_own_random_start(dcgan, faces) -> None:
@@ -141,13 +211,13 @@ def test_a_checkpoint_of_another_network_is_refused_naming_the_file(tmp_path) ->
 
 # ------------------------------------------------------------------ the plug-in
 def test_the_plugin_samples_k_starts_per_lr_image_and_flags_convergence(dcgan, faces) -> None:
-    model = MODELS.create("pulse(scale=16, steps=60)")
-    assert model.id == "pulse(scale=16,steps=60)" and model.scale == 16
+    model = MODELS.create("pulse(scale=16, steps=20)")
+    assert model.id == "pulse(scale=16,steps=20)" and model.scale == 16
     lr = bicubic_downsample(faces[:2], 16).clamp(0, 1)
     with torch.inference_mode():  # as the evaluator calls it
         out = model.sample(lr, [0, 1, 2])
     assert isinstance(out, Samples) and out.images.shape == (2, 3, 3, 64, 64) and out.converged.shape == (2, 3)
-    batched = MODELS.create("pulse(scale=16, steps=60, batch=2)")
+    batched = MODELS.create("pulse(scale=16, steps=20, batch=2)")
     assert batched.id == model.id  # batch size is not part of the identity: it changes no result
     assert torch.allclose(batched.sample(lr, [0, 1, 2]).images, out.images, atol=1e-4)
 

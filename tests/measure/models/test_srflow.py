@@ -85,12 +85,25 @@ def test_full_size_checkpoint_loads_with_auto_config_with_or_without_module_pref
         assert out.shape == (1, 1, 3, 12, 20)
 
 
+def test_the_default_heat_is_the_reference_notebooks_for_each_published_config(tiny_weights: Path) -> None:
+    """IDA_RD_SRFlow.ipynb samples SRFlow_DF2K_4X at 1.1 and SRFlow_CelebA_8X at 1.0 (DF2K_8X,
+    never run there, gets the 8x heat); an explicit heat wins; the embedded model keeps its own."""
+    from idard.measure.models.srflow import configs
+
+    heats = {name: configs.reference_heat(cfg) for name, cfg in configs.OFFICIAL_CONFIGS.items()}
+    assert heats == {"DF2K_4X": 1.1, "DF2K_8X": 1.0, "CelebA_8X": 1.0}
+    assert MODELS.create(f"srflow(weights={str(tiny_weights)!r})").default_heat == 1.1  # a 4x checkpoint
+    assert MODELS.create(f"srflow(weights={str(tiny_weights)!r}, heat=0.5)").default_heat == 0.5
+    assert MODELS.create("srflow-tiny-4x").default_heat == 0.7
+    lr = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    unset = MODELS.create(f"srflow(weights={str(tiny_weights)!r})").sample(lr, [3])
+    assert torch.equal(unset, MODELS.create(f"srflow(weights={str(tiny_weights)!r}, heat=1.1)").sample(lr, [3]))
+
+
 def test_named_config_and_canonical_id(tiny_weights: Path) -> None:
     model = MODELS.create(f"srflow(weights={str(tiny_weights)!r}, config='TINY_4X', heat=0.9)")
     assert model.id == f"srflow(weights={tiny_weights.name!r},config='TINY_4X',heat=0.9)"  # by name, not path
-    assert MODELS.create(f"srflow(weights={str(tiny_weights)!r}, heat=1.1)").id == (
-        f"srflow(weights={tiny_weights.name!r})"
-    )
+    assert MODELS.create(f"srflow(weights={str(tiny_weights)!r})").id == f"srflow(weights={tiny_weights.name!r})"
     assert model.scale == 4
     assert model.weights_hash == sha256_file(tiny_weights)
     with pytest.raises(SpecError, match="unknown SRFlow config 'DF2K_16X'"):

@@ -3,7 +3,7 @@
 ``pulse(generator=dcgan-faces, scale=8)`` inverts the offline 64x64 face DCGAN;
 ``pulse(generator=stylegan-ffhq, mapping=mapping.pt, synthesis=synthesis.pt, scale=32)``
 the StyleGAN FFHQ 1024 model PULSE was published with. Every PULSE parameter (steps,
-learning rate, eps, loss weights, trainable noise maps, early stop) is a spec parameter
+learning rate, eps, loss weights, trainable noise maps, stopping rule) is a spec parameter
 and part of the model id, so records made with other settings never mix.
 
 The K samples of an LR image are K random starts (one per seed); all samples of all LR
@@ -26,7 +26,7 @@ from idard.measure.models.pulse.generators import (
     LatentGenerator,
     dcgan_faces_weights,
 )
-from idard.measure.models.pulse.optimize import PulseSettings, invert
+from idard.measure.models.pulse.optimize import PulseSettings, StopRule, invert
 from idard.measure.registry import Plugin, SpecError
 from idard.measure.weights import resolve_weights
 
@@ -45,10 +45,13 @@ class Pulse(Plugin):
     ``scale``: the generator's resolution over the LR side. Optimisation defaults are the
     reference's; ``batch`` (rows per optimisation, 0 = all) does not change results.
 
-    ``eps`` is where a sample stops: the reference's 2e-3 stops it as soon as its
-    downscale is that close to the LR, so samples of a downscaler PULSE can match get fewer
-    steps than those of one it cannot. ``eps=0`` gives every sample the same ``steps``
-    (an equal-effort decoder for every downscaler); its samples carry no convergence flag.
+    ``stop``: ``reference`` (default) is PULSE.py's rule (adamian98/pulse, lines 134-179):
+    every sample runs all ``steps``, the returned image is the last step's, and a sample
+    has converged when its lowest L2 over the steps is <= ``eps`` (the reference drops
+    the others; idard returns them flagged). ``first-hit`` stops a sample at its first
+    step with L2 <= eps and returns that image (cheaper; not the reference's rule).
+    ``eps`` (2e-3) is where the L2 term stops pulling (it is clamped at eps) and the
+    convergence test; ``eps=0`` sets no goal: samples carry no convergence flag.
     """
 
     generator: str = "dcgan-faces"
@@ -63,7 +66,7 @@ class Pulse(Plugin):
     l2_weight: float = 100.0
     geocross_weight: float = 0.05
     trainable_noise: int = 5
-    early_stop: bool = True
+    stop: StopRule = "reference"
     batch: int = dataclasses.field(default=0, metadata={"identity": False})
     _runtime: ModelRuntime = dataclasses.field(default_factory=ModelRuntime, init=False, repr=False, compare=False)
 
@@ -84,7 +87,7 @@ class Pulse(Plugin):
     def settings(self) -> PulseSettings:
         return PulseSettings(steps=self.steps, lr=self.lr, eps=self.eps, l2_weight=self.l2_weight,
                              geocross_weight=self.geocross_weight, trainable_noise=self.trainable_noise,
-                             early_stop=self.early_stop)
+                             stop=self.stop)
 
     def weight_files(self) -> list[Path]:
         """The files this model reads (resolved), in a fixed order."""

@@ -4,27 +4,50 @@ For each sample: draw a latent (and noise maps) from the sample's own seed, then
 on "100*L2 + 0.05*GEOCROSS" with a linear one-cycle-then-drop learning rate, projecting
 every latent vector (and trainable noise map) back onto the sphere of its initial radius
 after each step. L2 is the mean squared error between the downscaled candidate and the
-LR image, clamped below at ``eps``; a sample has *converged* once its L2 reaches ``eps``.
+LR image, clamped below at ``eps`` (so a sample under eps gets no L2 gradient and
+GEOCROSS alone moves it).
+
+When to stop and which image to return (``PulseSettings.stop``):
+
+* ``"reference"`` (default), the rule of the reference, ``PULSE.py`` of adamian98/pulse,
+  lines 134-179 (the loop and the lines after it): never stop early; run all ``steps``;
+  track the lowest L2 over the steps (lines 160-163); if it is <= eps return the image
+  generated at the *last* step (line 176-177: ``gen_im``, not the lowest-loss
+  ``best_im``), otherwise return nothing (line 179). A sample that reached eps at some
+  step and drifted away under GEOCROSS is still "converged", and its returned image is
+  the drifted one. idard returns the last image of an unconverged sample too, flagged
+  ``converged`` False, so that tables can count what the reference silently drops.
+* ``"first-hit"``: stop a sample at its first step with L2 <= eps and return that step's
+  image (an unconverged sample returns its lowest-loss image). Not the reference's rule;
+  kept, under its own name in the model id, because it is cheaper and because earlier
+  idard results used it.
 
 Batching is the speed lever (one generator call for many samples), so it must not change
 any sample. Everything here is per sample: losses are summed over the batch (so each
 sample's gradient is its own), Adam is element-wise, the spherical projection is per
-vector, and a converged sample leaves the batch at once (its image is kept and its rows
-are dropped from the parameters and the Adam state), exactly as if it had been optimised
-alone and stopped. The reference instead keeps the image of the step with the lowest
-*batch-summed* loss, which couples samples; and it silently drops samples that never
-reach eps, which idard returns with ``converged`` False so that the table can count them.
+vector, convergence is judged on each sample's own L2, and under ``first-hit`` a finished
+sample leaves the batch at once (its rows dropped from the parameters and the Adam state),
+exactly as if it had been optimised alone and stopped. The reference judges convergence
+on the *batch-summed* L2 (so with more than one image per batch it returns nothing;
+run.py's default batch is 1): idard's per-sample rule is the reference's at batch 1.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
 from idard.measure.models.pulse.downsample import bicubic_downsample
 from idard.measure.models.pulse.generators import LatentGenerator
+
+
+#: ``reference``: all steps, last image, converged = min L2 <= eps (PULSE.py 134-179);
+#: ``first-hit``: stop at the first step with L2 <= eps and return that image.
+StopRule = Literal["reference", "first-hit"]
+STOP_RULES: tuple[str, ...] = ("reference", "first-hit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,17 +61,19 @@ class PulseSettings:
     geocross_weight: float = 0.05
     trainable_noise: int = 5  # the first noise maps are optimised; the others stay fixed
     zero_noise: tuple[int, ...] = (17,)  # noise maps set to zero ("bad noise layers")
-    early_stop: bool = True  # a sample stops at its first step with L2 <= eps
+    stop: StopRule = "reference"  # see the module docstring
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.lr <= 0 or self.eps < 0:
             raise ValueError(f"PULSE needs steps >= 1, lr > 0 and eps >= 0, got {self}")
+        if self.stop not in STOP_RULES:
+            raise ValueError(f"PULSE stop must be one of {', '.join(STOP_RULES)}, got {self.stop!r}")
 
 
 @dataclasses.dataclass
 class Inversion:
-    """Per sample: the image (N, 3, R, R) in [0, 1], whether L2 reached eps, the lowest L2
-    seen and the number of steps it ran."""
+    """Per sample: the returned image (N, 3, R, R) in [0, 1], whether its lowest L2 over
+    the steps it ran reached eps, that lowest L2, and the number of steps it ran."""
 
     images: torch.Tensor
     converged: torch.Tensor
@@ -122,10 +147,10 @@ def invert(
         images = torch.zeros((n, 3, generator.resolution, generator.resolution), device=device)
         best_loss = torch.full((n,), float("inf"), device=device)
         min_l2 = torch.full((n,), float("inf"), device=device)
-        converged = torch.zeros(n, dtype=torch.bool, device=device)
         ran = torch.zeros(n, dtype=torch.long, device=device)
         alive = torch.arange(n, device=device)  # batch row -> sample index
 
+        first_hit = settings.stop == "first-hit"
         for step in range(settings.steps):
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr * one_cycle_then_drop(step, settings.steps)
@@ -138,25 +163,23 @@ def invert(
                 ran[alive] += 1
                 min_l2[alive] = torch.minimum(min_l2[alive], l2.detach())
                 done = l2.detach() <= settings.eps
-                if settings.early_stop:  # converged: this image; not yet: its lowest-loss one so far
-                    converged[alive[done]] = True
+                if first_hit:  # converged: this image; not yet: its lowest-loss one so far
                     keep_image = done | (loss.detach() < best_loss[alive])
                     best_loss[alive[keep_image]] = loss.detach()[keep_image]
-                else:  # the reference returns the last step's image
+                else:  # the reference returns the last step's image (PULSE.py line 177)
                     keep_image = torch.ones_like(done)
                 images[alive[keep_image]] = candidate.detach()[keep_image]
-            if settings.early_stop and bool(done.all()):
+            if first_hit and bool(done.all()):
                 break
             loss.sum().backward()  # summed: each sample's gradient is its own
             optimizer.step()
             with torch.no_grad():
                 for p, r in zip(params, radii):
                     p.mul_(r / _radius(p))
-            if settings.early_stop and bool(done.any()):
+            if first_hit and bool(done.any()):
                 latent, noise, params, radii, optimizer, target, alive = _drop_rows(
                     ~done, noise, trained, params, radii, optimizer, target, alive)
-        if not settings.early_stop:
-            converged = min_l2 <= settings.eps
+        converged = min_l2 <= settings.eps  # the reference's test (PULSE.py line 176)
     return Inversion(images=images.clamp(0, 1), converged=converged, l2=min_l2, steps=ran)
 
 

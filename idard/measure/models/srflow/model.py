@@ -4,9 +4,11 @@
 by `save_weights`); the architecture is recognised from the file's keys and shapes
 (``config='auto'``) or named (``config='DF2K_8X'``).
 
-Default heat 1.1: the IDA-RD reference notebook samples the 4x model at heat 1.1 (and the
-8x CelebA model at 1.0, which needs ``heat=1.0``); the SRFlow repository's test configs
-use 0.9. The heat is part of the id, so records made at different heats never mix.
+Default heat: the IDA-RD reference notebook's for the checkpoint's scale, 1.1 at 4x
+(SRFlow_DF2K_4X) and 1.0 at 8x (SRFlow_CelebA_8X, and SRFlow_DF2K_8X by the same rule;
+`configs.reference_heat`); the SRFlow repository's test configs use 0.9. A heat given in
+the spec is part of the id, so records made at different heats never mix; the default
+(no heat in the id) is fixed by the weights, whose SHA-256 every record carries.
 
 Weights are read lazily (on ``to(device)``, ``scale`` or the first ``sample``) and each
 file is loaded once per process and device, however many plug-in instances (e.g. one per
@@ -32,7 +34,7 @@ from idard.measure.models.srflow.checkpoint import (
     detect_config,
     read_state_dict,
 )
-from idard.measure.models.srflow.configs import get_config
+from idard.measure.models.srflow.configs import get_config, reference_heat
 from idard.measure.models.srflow.network import SRFlowConfig, SRFlowNet
 from idard.measure.models.srflow.sampling import sample_sr
 from idard.measure.registry import Plugin, SpecError
@@ -106,12 +108,13 @@ class SRFlow(Plugin):
 
     ``weights``: a ``.pth`` state dict (read with ``weights_only=True``) or a
     ``.safetensors`` file. ``config``: ``auto`` or DF2K_4X, DF2K_8X, CelebA_8X, TINY_4X.
-    ``heat``: latent temperature (standard deviation of z and of every split's eps).
+    ``heat``: latent temperature (standard deviation of z and of every split's eps);
+    unset, the reference's heat for the checkpoint's scale (1.1 at 4x, 1.0 at 8x).
     """
 
     weights: str = dataclasses.field(metadata={"path": "file"})
     config: str = "auto"
-    heat: float = 1.1
+    heat: float | None = None
     _runtime: ModelRuntime = dataclasses.field(
         default_factory=ModelRuntime, init=False, repr=False, compare=False
     )
@@ -124,7 +127,7 @@ class SRFlow(Plugin):
                 get_config(self.config)
             except KeyError as exc:
                 raise SpecError(str(exc.args[0])) from None
-        if not math.isfinite(self.heat) or self.heat < 0:
+        if self.heat is not None and (not math.isfinite(self.heat) or self.heat < 0):
             raise SpecError(f"srflow heat must be a finite number >= 0, got {self.heat}")
 
     # -- SRModel ------------------------------------------------------------------------
@@ -155,8 +158,13 @@ class SRFlow(Plugin):
         self, lr: torch.Tensor, seeds: Sequence[int], temperature: float | None = None
     ) -> torch.Tensor:
         net = self.network(lr.device)
-        heat = self.heat if temperature is None else float(temperature)
+        heat = self.default_heat if temperature is None else float(temperature)
         return sample_sr(net, lr.to(torch.float32), seeds, heat)
+
+    @property
+    def default_heat(self) -> float:
+        """The heat samples are drawn at: the spec's, else the reference's for this scale."""
+        return self.heat if self.heat is not None else reference_heat(self.architecture)
 
     # -- extras -------------------------------------------------------------------------
     @property
