@@ -495,15 +495,19 @@ def checks_of_run(run_dir: str) -> tuple[tuple[Check, ...], str]:
     none when the copy is missing or has no checks."""
     import yaml
 
-    try:
-        data = yaml.safe_load(read_run_file(run_dir, "suite.yaml"))
-    except (FileNotFoundError, OSError):
-        return (), ""
-    if not isinstance(data, Mapping):
-        return (), ""
-    raw = data.get("checks")
-    raw = [dict(c) for c in raw] if isinstance(raw, (list, tuple)) else raw
-    return parse_checks(raw, f"{run_dir}/suite.yaml"), str(data.get("name", ""))
+    # suite.run.yaml is the run's copy when --out was the suite's own folder (whose
+    # suite.yaml is the user's file, left as is: see idard.bench.jobs.suite_copy_name)
+    for name in ("suite.run.yaml", "suite.yaml"):
+        try:
+            data = yaml.safe_load(read_run_file(run_dir, name))
+        except (FileNotFoundError, OSError):
+            continue
+        if not isinstance(data, Mapping):
+            return (), ""
+        raw = data.get("checks")
+        raw = [dict(c) for c in raw] if isinstance(raw, (list, tuple)) else raw
+        return parse_checks(raw, f"{run_dir}/{name}"), str(data.get("name", ""))
+    return (), ""
 
 
 def report_checks(checks: Sequence[Check], table: pl.DataFrame, records: pl.LazyFrame | None, run_dir: str,

@@ -84,9 +84,8 @@ def run_reference_suite(suite: Any, out: str | Path, console: Console):
     import json
     import time
 
-    import yaml
 
-    from idard.bench.jobs import RunSummary, suite_records
+    from idard.bench.jobs import RunSummary, suite_records, write_suite_copy
     from idard.bench.plan import Plan
     from idard.bench.sources import list_images
     from idard.measure.distortions import DISTORTIONS
@@ -99,7 +98,7 @@ def run_reference_suite(suite: Any, out: str | Path, console: Console):
     base = Path(suite.base_dir)
     images = list_images(list(suite.images), base)
     references = {ref.name: ref for ref in list_images(list(suite.reference), base)}
-    store.write_text("suite.yaml", yaml.safe_dump(suite.to_dict(), sort_keys=False))
+    write_suite_copy(store, suite, console)  # loadable, and never over the user's suite.yaml
     held = store.scan().select(KEY_COLUMNS).collect()
     held_keys = set(held.iter_rows())
     downscalers = [DOWNSCALERS.create(d) for d in suite.downscalers]

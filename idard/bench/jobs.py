@@ -153,11 +153,7 @@ def _run_holding_lease(suite: Suite, store: RecordStore, options: RunOptions, co
     plan = make_plan(suite, store, images, listing.skipped)
     for line in plan_notes(plan):
         console.print(line, highlight=False)
-    copy = suite_copy_name(store, suite)
-    store.write_text(copy, SUITE_COPY_HEADER + yaml.safe_dump(suite_document(suite), sort_keys=False))
-    if copy != SUITE_COPY:
-        console.print(f"{store.run_dir}/{SUITE_COPY} is not a copy written by idard (the suite itself?): "
-                      f"left as is; the run's copy of the suite is {copy}", highlight=False)
+    write_suite_copy(store, suite, console)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     result = None
     if plan.units:
@@ -202,6 +198,16 @@ def suite_copy_name(store: RecordStore, suite: Suite) -> str:
     except FileNotFoundError:
         return SUITE_COPY
     return SUITE_COPY if head == SUITE_COPY_HEADER else "suite.run.yaml"
+
+
+def write_suite_copy(store: RecordStore, suite: Suite, console: Console) -> str:
+    """Write the run directory's loadable copy of ``suite`` (never over the user's file)."""
+    copy = suite_copy_name(store, suite)
+    store.write_text(copy, SUITE_COPY_HEADER + yaml.safe_dump(suite_document(suite), sort_keys=False))
+    if copy != SUITE_COPY:
+        console.print(f"{store.run_dir}/{SUITE_COPY} is not a copy written by idard (the suite itself?): "
+                      f"left as is; the run's copy of the suite is {copy}", highlight=False)
+    return copy
 
 
 def plan_notes(plan: Plan) -> list[str]:
