@@ -1,7 +1,8 @@
 """Running a plan on Ray: long-lived model actors, bounded streaming, atomic flushes.
 
-The driver (this module) plans, reads HR image bytes, puts them into the object store and
-hands work units to actors, never more than ``in_flight_per_worker`` per actor, so memory
+The driver (this module) plans, reads HR image bytes and hands work units with their
+bytes to actors (Ray keeps large ones in its object store), never more than
+``in_flight_per_worker`` per actor, so memory
 stays flat however many images a suite has. Each actor (`idard.bench.worker.Worker`)
 holds one device and keeps its models loaded. Results come back as small record frames
 and the driver, the store's only writer, flushes them as atomic Parquet parts.
@@ -318,20 +319,18 @@ def _final_infos(pool: _Pool, timeout: float = 10.0) -> None:
             continue
 
 
-def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunProgress,
-            worker_cls: type | None = None) -> RunResult:
-    """Compute every unit of ``plan`` on Ray and write the records to ``store``.
+def start_workers(plan: Plan, options: RunOptions, worker_cls: type | None = None) -> list[Any]:
+    """Start the actors for ``plan`` (they load their models on first use).
 
-    ``worker_cls`` replaces `idard.bench.worker.Worker` (same constructor and methods):
-    benchmark/simulated_cluster.py uses it to run dozens of actors that only sleep.
+    Separate from `execute` so that a caller can keep one pool warm across several plans
+    (each model loaded once per actor for all of them) or, as
+    benchmark/simulated_cluster.py does, wait until every actor is up before timing.
+    ``worker_cls`` replaces `idard.bench.worker.Worker` (same constructor and methods).
     """
     import ray
-    from ray.exceptions import ActorUnavailableError, GetTimeoutError, ObjectLostError, RayActorError, RayTaskError
 
     from idard.bench.worker import Worker
 
-    started = time.perf_counter()
-    suite_hash = plan.suite.digest()
     _init_ray(options)
     shape = worker_shape(options, len(plan.units))
     actor_cls = ray.remote(worker_cls or Worker).options(
@@ -339,7 +338,43 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
         scheduling_strategy="SPREAD",
     )
     threads = shape.num_cpus if shape.num_gpus == 0 else None
-    actors = [actor_cls.remote(threads=threads, max_batch=plan.suite.max_batch) for _ in range(shape.count)]
+    return [actor_cls.remote(threads=threads, max_batch=plan.suite.max_batch) for _ in range(shape.count)]
+
+
+def _ready(waiting: list[Any], timeout: float) -> list[Any]:
+    """Every ref of ``waiting`` that is ready, waiting up to ``timeout`` s for the first.
+
+    One blocking wait for the first result, then one non-blocking wait that collects all
+    others already done: with dozens of actors several results arrive between two loop
+    steps, and handling them in one step keeps the driver's cost per unit flat.
+    """
+    import ray
+
+    ready, rest = ray.wait(waiting, num_returns=1, timeout=timeout)
+    if ready and rest:
+        more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+        ready += more
+    return ready
+
+
+def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunProgress,
+            worker_cls: type | None = None, actors: list[Any] | None = None) -> RunResult:
+    """Compute every unit of ``plan`` on Ray and write the records to ``store``.
+
+    ``actors`` are workers already started by `start_workers` (left running at the end,
+    for the caller to reuse or kill); by default this run starts its own and kills them
+    when it ends. ``worker_cls`` is passed to `start_workers`.
+    """
+    import ray
+    from ray.exceptions import ActorUnavailableError, GetTimeoutError, ObjectLostError, RayActorError, RayTaskError
+
+    started = time.perf_counter()
+    suite_hash = plan.suite.digest()
+    owned = actors is None
+    if owned:
+        actors = start_workers(plan, options, worker_cls)
+    else:
+        _init_ray(options)
     pool = _Pool(actors, options.in_flight_per_worker)
     progress.start(plan.total_tasks, plan.done_tasks, len(actors))
     writer = _Writer(store, suite_hash, options)
@@ -361,7 +396,10 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
             pool.send_due_probes()
             while queue and (index := pool.free()) is not None:
                 unit, attempt = queue.popleft()
-                ref = actors[index].run.remote(unit, ray.put(_read(unit)))
+                # the bytes go as a plain argument: Ray inlines a small one in the call and
+                # puts a large one (> 100 KB) in the object store itself, as ray.put would,
+                # without a put's round trip for every small image
+                ref = actors[index].run.remote(unit, _read(unit))
                 in_flight[ref] = (unit, attempt, index)
                 pool.load[index] += 1
             if not in_flight and queue and not pool.any_alive():  # every actor is down
@@ -372,8 +410,7 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
             if not waiting:
                 time.sleep(0.2)  # only re-probes are due: nothing to wait on yet
                 continue
-            ready, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
-            for ref in ready:
+            for ref in _ready(waiting, timeout=1.0):
                 if ref in pool.probes:
                     try:
                         pool.revived(ref, ray.get(ref))
@@ -405,7 +442,8 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
         writer.flush()
         progress.stop()
         _final_infos(pool)
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
+        if owned:
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
     return RunResult(computed_tasks=progress.computed, written_records=writer.written, failed_units=failed_units,
                      seconds=time.perf_counter() - started, workers=[pool.infos[i] for i in sorted(pool.infos)])
