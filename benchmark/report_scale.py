@@ -78,6 +78,7 @@ def _part(rng: np.random.Generator, images: np.ndarray, first: int, downscalers:
         "seed": np.tile(np.arange(n_seeds, dtype=np.int64), n_img * n_ds),
         "scale": np.int64(SCALE), "value": value, "finite": finite,
         "converged": pl.Series([None] * rows, dtype=pl.Boolean),  # a model without that notion
+        "higher_is_better": False,  # LPIPS, written on every record as the runner does
         "error": pl.Series([None] * rows, dtype=pl.String),
         "weights_hash": "9f2c4e" * 10 + "a1b2", "sample_seconds": rng.uniform(0.01, 0.03, rows),
         "metric_seconds": rng.uniform(0.001, 0.003, rows), "device": "cuda:0", "code_version": "0.1.0",
@@ -100,7 +101,7 @@ def generate(run_dir: Path, n_images: int, n_downscalers: int, n_seeds: int, par
     for first in range(0, n_images, images_per_part):
         images = np.arange(first, min(first + images_per_part, n_images))
         frame = _part(rng, images, first, downscalers, shifts, difficulty, n_seeds, start + dt.timedelta(seconds=first))
-        # columns the synthetic records do not model (hashes, direction) are null, as in old parts
+        # columns the synthetic records do not model (hashes) are null, as in old parts
         frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
                       for c, t in STORE_SCHEMA.items()]).write_parquet(
             records_dir / f"part-{first:08d}-{seed:04x}.parquet")

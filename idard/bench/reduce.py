@@ -134,9 +134,12 @@ def resolve_baseline(records: pl.LazyFrame, baseline: str) -> str:
     """The downscaler id of the records that ``baseline`` means, in any spelling
     (``blur``, ``blur(sigma=1)``, ``blur(sigma=1.0)``); an unknown one raises `ValueError`
     saying "unknown downscaler" and listing the known ones."""
+    known = (records.select("downscaler").unique().collect(engine="streaming")["downscaler"]
+             .drop_nulls().to_list())
+    if baseline in known:  # the usual case: no need to load the registry (and with it torch)
+        return baseline
     from idard.measure.downscalers import DOWNSCALERS
 
-    known = records.select("downscaler").unique().collect()["downscaler"].drop_nulls().to_list()
     return DOWNSCALERS.match(baseline, known)
 
 
@@ -145,7 +148,7 @@ def _directions(records: pl.LazyFrame, metrics: list[str]) -> dict[str, bool]:
     out: dict[str, bool] = {}
     if "higher_is_better" in records.collect_schema().names():
         known = (records.filter(pl.col("higher_is_better").is_not_null())
-                 .group_by("metric").agg(pl.col("higher_is_better").first()).collect())
+                 .group_by("metric").agg(pl.col("higher_is_better").first()).collect(engine="streaming"))
         out.update(dict(known.iter_rows()))
     missing = [m for m in metrics if m not in out]
     if missing:  # records of an older idard: ask the registry (imports torch, once)

@@ -77,3 +77,27 @@ def test_records_equal_the_in_process_evaluation(photo_dir: Path) -> None:
                      samples=2, device="cpu").sort(KEY_COLUMNS)
     assert ray_records.select(KEY_COLUMNS).equals(local.select(KEY_COLUMNS))
     assert (ray_records["value"] - local["value"]).abs().max() < 1e-5
+
+
+def test_a_warm_pool_serves_several_plans_and_outlives_them(photo_dir: Path) -> None:
+    """Workers started once (`start_workers`) compute two suites' plans with their models
+    loaded once, and are left running for the caller, who owns them."""
+    from idard.bench.plan import make_plan
+    from idard.bench.progress import RunProgress
+    from idard.bench.runner import execute, start_workers
+
+    options = RunOptions(workers=1)
+    first = make_plan(load_suite(write_suite(photo_dir, ["bicubic"], samples=1)), RecordStore(photo_dir / "a"))
+    pool = start_workers(first, options)
+    try:
+        one = execute(first, RecordStore(photo_dir / "a"), options, RunProgress(_console()), actors=pool)
+        second = make_plan(load_suite(write_suite(photo_dir, ["nearest"], samples=1)), RecordStore(photo_dir / "b"))
+        two = execute(second, RecordStore(photo_dir / "b"), options, RunProgress(_console()), actors=pool)
+        info = ray.get(pool[0].info.remote(), timeout=60)  # still up: execute did not kill it
+    finally:
+        for actor in pool:
+            ray.kill(actor, no_restart=True)
+    assert one.computed_tasks == two.computed_tasks == 3
+    assert one.workers[0]["worker"] == two.workers[0]["worker"] == info["worker"]
+    assert info["models"] == ["srflow-tiny-4x"]  # loaded by the first plan, reused by the second
+    assert RecordStore(photo_dir / "b").scan().collect()["downscaler"].unique().to_list() == ["nearest"]
