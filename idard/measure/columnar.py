@@ -115,8 +115,9 @@ def read(lf: pl.LazyFrame, keys: Sequence[str], include_unconverged: bool) -> En
     n_groups = 1
     for key in keys:
         codes, values = _dense(frame[key])
-        group = group * values.len() + codes
-        n_groups *= values.len()
+        if values.len() > 1:  # a key with one value (a run's model, metric...) adds nothing
+            group = group * values.len() + codes
+            n_groups *= values.len()
         key_values.append(values.cast(schema[key]))
     image, images = _dense(frame["image"])
     value = frame["value"].fill_null(np.nan).to_numpy().astype(np.float64)
@@ -234,28 +235,47 @@ def group_counts(enc: Encoded) -> pl.DataFrame:
         _rows=pl.Series(rows[present].astype(np.int64)), _usable=pl.Series(usable[present]))
 
 
+def _seed_codes(seed: np.ndarray | None) -> tuple[np.ndarray | int, int]:
+    """Seeds as dense codes 0..d-1 in increasing order, and d (numpy alone: at ten
+    million records a Polars round trip costs a third of a second). Records without
+    seeds all have code 0."""
+    if seed is None or seed.size == 0:
+        return 0, 1
+    low, high = int(seed.min()), int(seed.max())
+    if high - low < 1 << 20:
+        present = np.flatnonzero(np.bincount(seed - low, minlength=high - low + 1))
+        lookup = np.zeros(high - low + 1, dtype=np.int64)
+        lookup[present] = np.arange(present.size)
+        return lookup[seed - low], max(present.size, 1)
+    distinct, codes = np.unique(seed, return_inverse=True)
+    return codes.astype(np.int64), max(distinct.size, 1)
+
+
 def paired(enc: Encoded, baseline: str) -> Encoded:
     """The usable pairs, their value the other minus the baseline value: pairing on the
     keys other than downscaler, the image and the seed (baseline records are not pairs)."""
     ds_position = enc.keys.index("downscaler")
     radices = [v.len() for v in enc.key_values]
-    # split the group code into the downscaler code and the code of the other keys (the cell)
-    codes, rest = [], enc.group
-    for r in reversed(radices):
-        rest, c = np.divmod(rest, r)
-        codes.append(c)
-    codes.reverse()
+    # Split the group code (mixed radix of the key codes; keys with one value take no
+    # digit) into the downscaler's code and the code of the other keys, the cell:
+    # group = (high * r_ds + ds) * below + low, cell = high * below + low.
+    r_ds = radices[ds_position]
+    below = int(np.prod([r for r in radices[ds_position + 1:] if r > 1], dtype=np.int64))
+    n_cells = int(np.prod([r for i, r in enumerate(radices) if i != ds_position and r > 1], dtype=np.int64))
     ds_values = enc.key_values[ds_position]
     base_code = ds_values.to_list().index(baseline) if baseline in ds_values.to_list() else -1
-    is_base = codes[ds_position] == base_code
-    cell = np.zeros(enc.group.size, dtype=np.int64)
-    n_cells = 1
-    for i, (c, r) in enumerate(zip(codes, radices)):
-        if i != ds_position:
-            cell = cell * r + c
-            n_cells *= r
-    seed_codes, seeds = _dense(pl.Series(enc.seed))
-    n_images, n_seeds = max(enc.images.len(), 1), max(seeds.len(), 1)
+    if r_ds == 1:
+        is_base = np.full(enc.group.size, base_code == 0)
+        cell = enc.group
+    else:
+        upper, low = np.divmod(enc.group, below) if below > 1 else (enc.group, 0)
+        high, ds = np.divmod(upper, r_ds)
+        is_base = ds == base_code
+        del upper, ds
+        cell = high * below + low if below > 1 else high
+        del high, low
+    seed_codes, n_seeds = _seed_codes(enc.seed)
+    n_images = max(enc.images.len(), 1)
     slot = (cell * n_images + enc.image) * n_seeds + seed_codes
     base_rows = is_base & enc.usable
     size = n_cells * n_images * n_seeds
