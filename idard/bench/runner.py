@@ -214,6 +214,9 @@ def _loopback_only() -> Iterator[None]:
     """
     from ray._private import ray_constants
 
+    if not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):  # a Ray without the flag: its default binding
+        yield
+        return
     before = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
