@@ -42,6 +42,23 @@ class ImageRef:
     name: str
     location: str  # local path or URI
 
+    def stat(self) -> tuple[int, int] | None:
+        """(size in bytes, modification time in ns) of the file, or None when the file
+        system does not say (or the file is gone): what a hash cache can be keyed on."""
+        try:
+            if _URI.match(self.location):
+                import pyarrow.fs
+
+                fs, path = pyarrow.fs.FileSystem.from_uri(self.location)
+                info = fs.get_file_info(path)
+                if info.type != pyarrow.fs.FileType.File or info.size is None or info.mtime_ns is None:
+                    return None
+                return int(info.size), int(info.mtime_ns)
+            st = os.stat(self.location)
+            return st.st_size, st.st_mtime_ns
+        except OSError:
+            return None
+
     def read(self) -> bytes:
         if _URI.match(self.location):
             import pyarrow.fs

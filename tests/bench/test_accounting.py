@@ -104,6 +104,33 @@ def test_a_changed_image_is_refused_or_recomputed_on_request(project: Path) -> N
     assert again.height == 2 and again["hr_sha256"][0] != held["hr_sha256"][0]
 
 
+def test_a_re_run_reads_only_the_files_that_changed(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Change detection hashes every HR file once, then trusts the run directory's hash
+    cache while a file's size and mtime are unchanged: a resume does not read 50 GB."""
+    import os
+
+    from idard.bench.plan import HASH_CACHE, changed_images
+    from idard.bench.sources import ImageRef
+
+    _compute(project / "suite.yaml", project / "run")
+    store = RecordStore(project / "run")
+    images = list_images(["images"], project)
+    reads: list[str] = []
+    real_read = ImageRef.read
+    monkeypatch.setattr(ImageRef, "read", lambda ref: reads.append(ref.name) or real_read(ref))
+
+    assert changed_images(store, images) == [] and sorted(reads) == ["img000", "img001", "img002"]
+    assert set(json.loads((project / "run" / HASH_CACHE).read_text())) == {ref.location for ref in images}
+    reads.clear()
+    assert changed_images(store, images) == [] and reads == []  # nothing changed: nothing read
+
+    target = project / "images" / "img000.png"
+    shutil.copy(project / "images" / "img001.png", target)  # new content under the same key
+    os.utime(target, ns=(1, 1))  # whatever its mtime: it differs from the cached one
+    changed = changed_images(store, images)
+    assert [ref.name for ref, *_ in changed] == ["img000"] and reads == ["img000"]
+
+
 def _git(root: Path, *args: str) -> str:
     command = ["git", "-C", str(root), "-c", "user.email=a@b", "-c", "user.name=a", *args]
     return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
