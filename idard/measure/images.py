@@ -28,9 +28,13 @@ import os
 import warnings
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: reading and labelling need none
+    import torch
 
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 ENV_MAX_PIXELS = "IDARD_MAX_IMAGE_PIXELS"
@@ -246,12 +250,16 @@ def save_image(path: str | Path, pixels: np.ndarray) -> Path:
 
 def to_tensor(pixels: np.ndarray | list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
     """(H, W, 3) array(s) -> float32 (N, 3, H, W) tensor on ``device``."""
+    import torch
+
     stack = np.stack(pixels) if isinstance(pixels, list) else pixels[None]
     return torch.from_numpy(np.ascontiguousarray(stack.transpose(0, 3, 1, 2))).to(device)
 
 
 def to_pixels(tensor: torch.Tensor) -> np.ndarray:
     """(3, H, W) tensor -> float32 (H, W, 3) array (values unchanged)."""
+    import torch
+
     return tensor.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
 
 

@@ -132,18 +132,18 @@ def test_records_without_a_needed_column_are_refused() -> None:
         build_report(FRAME.drop("finite"), baseline=None, n_boot=0)
 
 
-def test_reporting_never_loads_torch(run_dir: Path) -> None:
+def test_reporting_never_loads_torch(tmp_path: Path) -> None:
     """``idard-bench report`` reads records only: loading torch would cost it ~400 MB and
-    seconds (it did, through resolving the baseline's spelling in the downscaler
-    registry, until an exact id skipped that)."""
+    seconds. It did, through resolving the baseline's spelling in the downscaler registry
+    and through the registry's labels (`idard.measure.images` imported torch at the top)."""
     import subprocess
     import sys
 
-    program = ("import sys, idard.bench.cli, idard.bench.report; "
-               "from idard.bench.reduce import build_report, scan_records; "
-               "import polars as pl; "
-               f"lf = scan_records({str(run_dir)!r}).with_columns(higher_is_better=pl.lit(False)); "
-               "report = build_report(lf, baseline='bicubic', n_boot=10); "
-               "assert report.paired is not None and report.paired.height > 0; "
+    write_parts(tmp_path / "run", FRAME.with_columns(higher_is_better=pl.lit(False)), rows_per_part=100)
+    program = ("import sys; from typer.testing import CliRunner; from idard.bench.cli import app; "
+               f"result = CliRunner().invoke(app, ['report', {str(tmp_path / 'run')!r}, '--out', "
+               f"{str(tmp_path / 'tables')!r}, '--bootstrap', '100']); "
+               "assert result.exit_code == 0, result.output; "
+               "assert 'nearest' in result.output and 'Paired' in result.output, result.output; "
                "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", program]).returncode == 0
