@@ -510,9 +510,10 @@ def checks_of_run(run_dir: str) -> tuple[tuple[Check, ...], str]:
     return (), ""
 
 
-def report_checks(checks: Sequence[Check], table: pl.DataFrame, records: pl.LazyFrame | None, run_dir: str,
+def report_checks(checks: Sequence[Check], table: pl.DataFrame, records: pl.LazyFrame | None, out: str,
                   suite_name: str = "") -> tuple[list[CheckResult], list[str], list[str]]:
-    """Evaluate ``checks`` and write ``checks.md`` and ``checks.json`` beside the tables.
+    """Evaluate ``checks`` and write ``checks.md`` and ``checks.json`` into ``out``, the
+    folder (or URI) the tables went to: beside the tables, wherever ``report --out`` put them.
 
     Returns the results, the lines to print and the paths written (none without checks).
     """
@@ -521,7 +522,7 @@ def report_checks(checks: Sequence[Check], table: pl.DataFrame, records: pl.Lazy
     if not checks:
         return [], [], []
     results = evaluate_checks(checks, table, records)
-    store = RecordStore(run_dir)
+    store = RecordStore(out)
     written = [store.write_text("checks.md", render_markdown(results, suite_name)),
                store.write_text("checks.json", render_json(results))]
     return results, summary_lines(results), written

@@ -421,12 +421,13 @@ def _print_report(records, out: str, baseline: str | None, bootstrap: int, inclu
     return report
 
 
-def _print_checks(run_dir: str, table, records) -> None:
-    """The suite's own checks (its ``checks:``, from the run's suite copy) next to the table."""
+def _print_checks(run_dir: str, table, records, out: str | None = None) -> None:
+    """The suite's own checks (its ``checks:``, from the run's suite copy) next to the
+    table; ``checks.*`` are written where the tables went (``out``, default the run dir)."""
     from idard.bench.checks import checks_of_run, report_checks
 
     checks, name = checks_of_run(run_dir)
-    _, lines, written = report_checks(checks, table, records, run_dir, name)
+    _, lines, written = report_checks(checks, table, records, out or run_dir, name)
     for line in lines:
         console.print(escape(line), highlight=False)  # labels hold [metric] restrictions, not markup
     if written:
@@ -478,7 +479,7 @@ def report(
         suite = {k: last[k] for k in ("suite", "suite_hash") if k in last} if isinstance(last, dict) else {}
         shown = _print_report(records, out or run_dir, baseline, bootstrap, include_unconverged, formats=chosen,
                               suite=suite)
-        _print_checks(run_dir, shown.table, records)
+        _print_checks(run_dir, shown.table, records, out)
         if html:
             from idard.bench.html_report import write_html_report
 

@@ -105,3 +105,14 @@ def test_report_out_and_formats_with_the_reduction_and_one_file_per_baseline(tmp
     assert "n_boot: 200" in (out / "ida_rd.md").read_text()
     bad = runner.invoke(app, ["report", str(run), "--format", "md,xlsx"])
     assert bad.exit_code == 2 and "allowed formats are md, csv, parquet, json" in bad.output
+
+
+def test_report_out_writes_the_checks_beside_the_tables_not_into_the_run(tmp_path: Path) -> None:
+    run, out = tmp_path / "run", tmp_path / "tables"
+    RecordStore(run).append(_records("lpips-alex", False))
+    (run / "suite.yaml").write_text("name: s\nchecks:\n  - ranks_last: blur(sigma=2.0)\n")
+    result = runner.invoke(app, ["report", str(run), "--out", str(out), "--bootstrap", "100"])
+    assert result.exit_code == 0, result.output
+    assert (out / "checks.md").is_file() and (out / "checks.json").is_file()
+    assert not list(run.glob("checks.*"))  # the run directory is left as it was
+    assert json.loads((out / "checks.json").read_text())
