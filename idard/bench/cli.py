@@ -359,7 +359,7 @@ def run(
             shown = _print_report(summary.records, target, _baseline(baseline, suite.downscalers), bootstrap,
                                   include_unconverged, suite={"suite": suite.name, "suite_hash": suite.digest()})
             _print_checks(target, shown.table, summary.records)
-            _print_failing(getattr(summary, "failing", []), target)
+            _print_failing(summary.failing, target)
         if summary.result is not None:
             r = summary.result
             console.print(f"computed {r.computed_tasks} records in {r.seconds:.0f} s "

@@ -85,7 +85,7 @@ def run_reference_suite(suite: Any, out: str | Path, console: Console):
     import time
 
 
-    from idard.bench.jobs import RunSummary, suite_records, write_suite_copy
+    from idard.bench.jobs import RunSummary, failing_images, suite_records, write_suite_copy
     from idard.bench.plan import Plan
     from idard.bench.sources import list_images
     from idard.measure.distortions import DISTORTIONS
@@ -138,11 +138,14 @@ def run_reference_suite(suite: Any, out: str | Path, console: Console):
     if not computed:
         console.print(f"nothing to compute: all {total} records of suite {suite.name!r} are in {store.run_dir}",
                       highlight=False)
+    records = suite_records(store, suite, [ref.name for ref in images])
+    failing = failing_images(records)  # every image with error records, as a model run lists them
     store.write_text("run.json", json.dumps({"suite": suite.name, "suite_hash": suite.digest(), "kind": "reference",
                                              "total_tasks": total, "computed": computed,
-                                             "seconds": round(seconds, 2)}, indent=2) + "\n")
+                                             "seconds": round(seconds, 2), "failing_images": failing},
+                                            indent=2, default=str) + "\n")
     plan = Plan(suite=suite, images=images, units=[], total_tasks=total, done_tasks=total - computed)
-    return RunSummary(plan, None, suite_records(store, suite, [ref.name for ref in images]))
+    return RunSummary(plan, None, records, failing)
 
 
 def _row(image: str, downscaler: str, model: str, metric: str, **fields: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,11 @@ def test_a_reference_suite_runs_no_model_and_scores_the_lr_against_the_camera_im
     by = dict(psnr.iter_rows())
     assert by["box"] > by["nearest"]  # the simulated camera integrates over its pixels, as box does
     assert "nearest lose(s) more than box" in result.output and "-> yes" in result.output
+    # every failing image is listed (LPIPS-Alex also fails on the 12x12 LR of img000 and img001)
+    assert "3 image(s) have error records" in result.output
+    assert "  img002: 6 record(s): ValueError: no reference image" in result.output
+    failing = json.loads((pairs / "run" / "run.json").read_text())["failing_images"]
+    assert [f["image"] for f in failing] == ["img000", "img001", "img002"]
     again = CliRunner().invoke(app, ["run", "--suite", str(pairs / "suite.yaml"), "--out", str(pairs / "run"),
                                      "--bootstrap", "100"])
     assert "nothing to compute" in again.output
