@@ -741,14 +741,26 @@ def subset(
             console.print(f"copied {copy_images(chosen, images, copy_to)} images to {copy_to}", highlight=False)
 
 
+#: Options the training commands share (each command keeps its own defaults and seed help).
+TrainOut = Annotated[Path, typer.Option(help="Where to write the safetensors weights (a .json report goes beside it).")]
+TrainSteps = Annotated[int, typer.Option(min=1, help="Optimiser steps.")]
+TrainThreads = Annotated[int, typer.Option(min=1, help="torch CPU threads.")]
+
+
+def _train(trainer: str, out: Path, **settings: object) -> None:
+    """Run ``idard.measure.models.<trainer>.training.train`` with its settings, logging to stdout."""
+    import importlib
+
+    training = importlib.import_module(f"idard.measure.models.{trainer}.training")
+    training.train(out, training.TrainingSettings(**settings), log=lambda line: print(line, flush=True))
+
+
 @app.command("train-srflow")
 def train_srflow(
-    out: Annotated[Path, typer.Option(help="Where to write the safetensors weights (a .json report goes beside it).")] = Path(
-        "idard/weights/srflow-tiny-4x.safetensors"
-    ),
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 2500,
+    out: TrainOut = Path("idard/weights/srflow-tiny-4x.safetensors"),
+    steps: TrainSteps = 2500,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, crops and dequantisation noise.")] = 0,
-    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+    threads: TrainThreads = 2,
     blind: Annotated[bool, typer.Option("--blind/--bicubic-only", help="LR bicubic plus random degradations, or bicubic only (default, as the committed model).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists (the shipped model included).")] = False,
 ) -> None:
@@ -757,33 +769,26 @@ def train_srflow(
     This is the command that made the committed weights of ``srflow-tiny-4x``; it never
     replaces an existing file (the shipped model is the default OUT) without --force.
     """
-    from idard.measure.models.srflow.training import TrainingSettings, train
-
     if out.exists() and not force:
         err_console.print(f"error: {out} exists (the default is the shipped model's file): pass --out NEW.safetensors, "
                           "or --force to overwrite it", highlight=False, markup=False)
         raise typer.Exit(2)
-
-    train(out, TrainingSettings(steps=steps, seed=seed, threads=threads, blind=blind), log=lambda line: print(line, flush=True))
+    _train("srflow", out, steps=steps, seed=seed, threads=threads, blind=blind)
 
 
 @app.command("train-resshift")
 def train_resshift(
-    out: Annotated[Path, typer.Option(help="Where to write the safetensors weights (a .json report goes beside it).")] = Path(
-        "idard/weights/resshift-tiny-4x.safetensors"
-    ),
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 500,
+    out: TrainOut = Path("idard/weights/resshift-tiny-4x.safetensors"),
+    steps: TrainSteps = 500,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, crops, steps and noise.")] = 0,
-    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
+    threads: TrainThreads = 1,
 ) -> None:
     """Train the embedded diffusion model (ResShift chain, small pixel-space denoiser, 4x)
     on photographs bundled in packages.
 
     This is the command that made the committed weights of ``resshift-tiny-4x``.
     """
-    from idard.measure.models.diffusion.training import TrainingSettings, train
-
-    train(out, TrainingSettings(steps=steps, seed=seed, threads=threads), log=lambda line: print(line, flush=True))
+    _train("diffusion", out, steps=steps, seed=seed, threads=threads)
 
 
 def version_callback(value: bool) -> None:

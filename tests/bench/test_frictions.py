@@ -72,6 +72,18 @@ def test_train_srflow_never_overwrites_an_existing_file_by_default(tmp_path: Pat
     assert result.exit_code == 2 and "--force" in result.output and existing.read_bytes() == b"keep me"
 
 
+def test_train_resshift_trains_with_the_options_it_is_given(tmp_path: Path) -> None:
+    """The training commands share their options (cli.TrainOut, ...): they still reach the trainer."""
+    import json
+
+    out = tmp_path / "tiny.safetensors"
+    result = runner.invoke(app, ["train-resshift", "--out", str(out), "--steps", "1", "--seed", "3", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "step 1/1  mse " in result.output and out.is_file()
+    settings = json.loads(out.with_suffix(".json").read_text())["settings"]
+    assert (settings["steps"], settings["seed"], settings["threads"]) == (1, 3, 1)
+
+
 def test_help_shows_no_value_placeholder_for_flags() -> None:
     result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
     line = next(line for line in result.output.splitlines() if "--retry-errors" in line)
