@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from idard.measure.models.diffusion.checkpoint import save_tiny
 from idard.measure.models.diffusion.schedule import ResShiftSchedule
 from idard.measure.models.diffusion.tiny import TinyDenoiser, TinyDenoiserConfig
 from idard.measure.models.srflow.training import _pyramid, _random_pair
+from idard.measure.models.training import Schedule, optimise
 
 #: The embedded model's chain: ResShift v3's (4 steps, kappa 2, min noise 0.2, power 0.3),
 #: with the pixel-space input scaling the reference uses without an autoencoder.
@@ -105,39 +104,20 @@ def train(
     images = _pyramid(settings)  # training photographs only (datasets.TRAINING)
     net = TinyDenoiser(config)
     net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     gen = torch.Generator().manual_seed(settings.seed)
 
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine decay to 5 %
-        if step < settings.warmup:
-            return settings.lr * (step + 1) / settings.warmup
-        progress = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return settings.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    history: list[tuple[int, float]] = []
-    window: list[float] = []
-    started = time.perf_counter()
-    for step in range(settings.steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
+    def loss_at(step: int) -> torch.Tensor:
         pairs = [_random_pair(images, rng, settings.patch, config.scale, settings.blind) for _ in range(settings.batch)]
         hr, lq = _to_tensors(pairs)
         t = torch.randint(0, schedule.steps, (settings.batch,), generator=gen)
         noise = torch.randn(hr.shape, generator=gen)
-        loss = diffusion_loss(net, schedule, hr, lq, t, noise).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
-        opt.step()
-        window.append(loss.item())
-        if (step + 1) % 50 == 0 or step + 1 == settings.steps:
-            mean = sum(window) / len(window)
-            history.append((step + 1, mean))
-            window.clear()
-            elapsed = time.perf_counter() - started
-            log(f"step {step + 1}/{settings.steps}  mse {mean:.5f}  {elapsed / (step + 1):.3f} s/step")
+        return diffusion_loss(net, schedule, hr, lq, t, noise).mean()
+
+    trained = optimise(net, loss_at, Schedule(settings.steps, settings.lr, settings.warmup, settings.grad_clip),
+                       describe=lambda mean: f"mse {mean:.5f}", log=log)
+    history = trained.history
     net.eval()
-    seconds = time.perf_counter() - started
+    seconds = trained.seconds
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_tiny(net, schedule, out)

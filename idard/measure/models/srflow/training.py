@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from idard.measure.images import RGBImage, quantize_8bit
 from idard.measure.models.srflow.checkpoint import save_weights
 from idard.measure.models.srflow.configs import TINY_4X
 from idard.measure.models.srflow.network import SRFlowConfig, SRFlowNet
+from idard.measure.models.training import Schedule, optimise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,40 +145,17 @@ def train(
     net.train()
     hr0, lr0 = _batch(images, rng, settings, config.scale)
     net.data_dependent_init(hr0, lr0)
-    opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
-
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine decay to 5 %
-        if step < settings.warmup:
-            return settings.lr * (step + 1) / settings.warmup
-        progress = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return settings.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
     gen = torch.Generator().manual_seed(settings.seed)
-    history: list[tuple[int, float]] = []
-    window: list[float] = []
-    started = time.perf_counter()
-    skipped = 0
-    for step in range(settings.steps):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
+
+    def loss_at(step: int) -> torch.Tensor:
         hr, lr = _batch(images, rng, settings, config.scale)
-        loss = net.nll_bits_per_dim(hr, lr, generator=gen).mean()
-        opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            skipped += 1  # a rare bad batch must not poison the weights
-            continue
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
-        opt.step()
-        window.append(loss.item())
-        if (step + 1) % 50 == 0 or step + 1 == settings.steps:
-            mean = sum(window) / len(window)
-            history.append((step + 1, mean))
-            window.clear()
-            elapsed = time.perf_counter() - started
-            log(f"step {step + 1}/{settings.steps}  nll {mean:.4f} bits/dim  {elapsed / (step + 1):.3f} s/step")
+        return net.nll_bits_per_dim(hr, lr, generator=gen).mean()
+
+    trained = optimise(net, loss_at, Schedule(settings.steps, settings.lr, settings.warmup, settings.grad_clip),
+                       describe=lambda mean: f"nll {mean:.4f} bits/dim", log=log)
+    history, skipped = trained.history, trained.skipped
     net.eval()
-    seconds = time.perf_counter() - started
+    seconds = trained.seconds
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_weights(net, out)
