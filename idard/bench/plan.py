@@ -4,7 +4,10 @@ A task is one record key (image, downscaler, model, metric, seed). The plan expa
 suite into all of them, removes the keys already in the store (an anti-join in Polars,
 streaming, so the store may hold millions of records), and groups the rest by (image,
 model): one work unit decodes its HR image once, downscales it once per downscaler and
-draws all the seeds it needs in batched model calls, on one worker.
+draws all the seeds it needs in one batched model call, on one worker. An image whose
+keys take several model calls (more LR images x seeds than the suite's ``max_batch``) is
+split into one unit per call (`split_by_batch`), so progress moves per batch and several
+workers share a large image.
 
 Identity: a model's id says its family, weights file name and temperature, so a new heat
 is a new model and nothing is reused for it. Ids never hold paths (a suite and its run
@@ -201,6 +204,35 @@ def check_weights(suite: Suite, store: RecordStore) -> None:
             )
 
 
+def batches(items: Sequence[Item], max_batch: int) -> list[tuple[Item, ...]]:
+    """``items`` as the worker's model calls take them (`ImageEvaluator` batches LR
+    images that share their seeds, ``max_batch // len(seeds)`` of them per call)."""
+    by_seeds: dict[tuple[int, ...], list[Item]] = {}
+    for item in items:
+        by_seeds.setdefault(item.seeds, []).append(item)
+    out = []
+    for seeds, group in by_seeds.items():
+        per_call = max(1, max_batch // len(seeds))
+        out += [tuple(group[start : start + per_call]) for start in range(0, len(group), per_call)]
+    return out
+
+
+def split_by_batch(unit: WorkUnit, max_batch: int) -> list[WorkUnit]:
+    """A unit of several model calls as one unit per call (same image, model and specs).
+
+    A whole image of many downscalers and seeds can take minutes; as one unit, progress
+    would move only when all of it returns, and one worker would compute it alone. Split,
+    progress moves per batch and idle workers take the other batches; each costs the
+    driver one more remote call per batch of samples (never per sample), and each worker
+    decodes the HR image once per batch it gets. The batches are those the worker would
+    have made, so no model call changes.
+    """
+    parts = batches(unit.items, max_batch)
+    if len(parts) <= 1:
+        return [unit]
+    return [dataclasses.replace(unit, items=part) for part in parts]
+
+
 def _units(todo: pl.DataFrame, refs: dict[str, ImageRef], specs: tuple[tuple[str, str], ...] = ()) -> Iterator[WorkUnit]:
     """Group missing keys by (image, model), then by the seeds and metrics they share."""
     by_item = (
@@ -236,6 +268,7 @@ def make_plan(suite: Suite, store: RecordStore, images: list[ImageRef] | None = 
     order = {ref.name: i for i, ref in enumerate(images)}
     todo = todo.sort(pl.col("image").replace_strict(order, return_dtype=pl.Int64), maintain_order=True)
     total = len(images) * len(suite.downscalers) * len(suite.models) * len(suite.metrics) * len(suite.seeds)
-    units = list(_units(todo, {ref.name: ref for ref in images}, suite.specs))
+    units = [part for unit in _units(todo, {ref.name: ref for ref in images}, suite.specs)
+             for part in split_by_batch(unit, suite.max_batch)]
     return Plan(suite=suite, images=images, units=units, total_tasks=total, done_tasks=total - todo.height,
                 skipped=skipped)

@@ -82,7 +82,7 @@ def _setup_errors() -> tuple[type[BaseException], ...]:
 class RunResult:
     computed_tasks: int
     written_records: int
-    failed_units: int
+    failed_units: int  # images with a unit (or a batch of one) that failed on every attempt
     seconds: float
     workers: list[dict[str, Any]]
 
@@ -383,11 +383,10 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
     writer = _Writer(store, suite_hash, options)
     queue = collections.deque((unit, 1) for unit in plan.units)
     in_flight: dict[Any, tuple[WorkUnit, int, int]] = {}  # result ref -> unit, attempt, actor
-    failed_units = 0
+    failed_images: set[str] = set()
 
     def give_up(unit: WorkUnit, error: str) -> None:
-        nonlocal failed_units
-        failed_units += 1
+        failed_images.add(unit.image.name)
         writer.add(unit_error_records(unit, error, suite_hash))
         progress.advance(unit.tasks, "driver")
 
@@ -448,5 +447,5 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
         if owned:
             for actor in actors:
                 ray.kill(actor, no_restart=True)
-    return RunResult(computed_tasks=progress.computed, written_records=writer.written, failed_units=failed_units,
+    return RunResult(computed_tasks=progress.computed, written_records=writer.written, failed_units=len(failed_images),
                      seconds=time.perf_counter() - started, workers=[pool.infos[i] for i in sorted(pool.infos)])

@@ -88,3 +88,15 @@ def test_a_new_metric_plans_exactly_that_metrics_keys(tmp_path: Path) -> None:
     planned = {(u.image.name, i.downscaler, m, s) for u in plan.units for i in u.items for m in i.metrics for s in i.seeds}
     assert planned == {(im, d, "psnr", s) for im in "ab" for d in ("bicubic", "nearest") for s in range(3)}
     assert all(i.metrics == ("psnr",) for u in plan.units for i in u.items)
+
+
+def test_an_image_of_several_model_calls_is_one_unit_per_batch_and_every_key_planned_once(tmp_path: Path) -> None:
+    """3 downscalers x 3 seeds = 9 samples, max_batch 6: the worker's model calls take 2 LR
+    images (6 samples) then 1, so each image is planned as those two units."""
+    plan = make_plan(_suite(downscalers=["bicubic", "nearest", "box"], max_batch=6), RecordStore(tmp_path), IMAGES)
+    assert [(u.image.name, [i.downscaler for i in u.items]) for u in plan.units] == [
+        ("a", ["bicubic", "nearest"]), ("a", ["box"]), ("b", ["bicubic", "nearest"]), ("b", ["box"])]
+    planned = [(u.image.name, i.downscaler, m, s) for u in plan.units for i in u.items for m in i.metrics for s in i.seeds]
+    assert len(planned) == len(set(planned)) == plan.todo_tasks == 2 * 3 * 3
+    whole = make_plan(_suite(downscalers=["bicubic", "nearest", "box"]), RecordStore(tmp_path), IMAGES)
+    assert [len(u.items) for u in whole.units] == [3, 3]  # 9 samples fit one call of 64

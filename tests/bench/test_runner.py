@@ -101,3 +101,24 @@ def test_a_warm_pool_serves_several_plans_and_outlives_them(photo_dir: Path) -> 
     assert one.workers[0]["worker"] == two.workers[0]["worker"] == info["worker"]
     assert info["models"] == ["srflow-tiny-4x"]  # loaded by the first plan, reused by the second
     assert RecordStore(photo_dir / "b").scan().collect()["downscaler"].unique().to_list() == ["nearest"]
+
+
+def test_progress_in_a_log_moves_per_batch_with_per_worker_rates_and_writes_each_key_once(photo_dir: Path) -> None:
+    """max_batch 2 with 2 seeds: one LR image per model call, so each image (4 records) is
+    two units of 2 records, and the log moves every 2 records, not every image."""
+    from idard.bench.plan import make_plan
+    from idard.bench.progress import RunProgress
+    from idard.bench.runner import execute
+
+    suite_path = write_suite(photo_dir, ["bicubic", "nearest"])
+    suite_path.write_text(suite_path.read_text() + "max_batch: 2\n")
+    store = RecordStore(photo_dir / "run")
+    plan = make_plan(load_suite(suite_path), store)
+    assert len(plan.units) == 3 * 2 and {u.tasks for u in plan.units} == {2}
+    log = io.StringIO()
+    result = execute(plan, store, RunOptions(), RunProgress(Console(file=log, width=200, force_terminal=False), every=0.0))
+    lines = [line for line in log.getvalue().splitlines() if " records  " in line]
+    assert [line.split("/")[0] for line in lines] == ["2", "4", "6", "8", "10", "12"]
+    assert all("/s]" in line and ": " in line.split("[")[-1] for line in lines)  # per-worker rates, as text
+    records = store.scan().collect()
+    assert result.computed_tasks == records.height == 12 and records.select(KEY_COLUMNS).is_unique().all()
