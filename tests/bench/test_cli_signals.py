@@ -66,3 +66,50 @@ def test_a_local_run_listens_on_loopback_only_and_sigterm_ends_it_cleanly(tmp_pa
     store = RecordStore(out)
     assert store.count() > 0 and store.duplicate_keys().is_empty() and not store.skipped_parts
     assert not (out / LEASE_NAME).exists()  # released on the way out
+
+
+def _interrupt_after_first_part(command: list[str], out: Path) -> tuple[int, str, str]:
+    """Start ``command``, send SIGINT (Ctrl-C) once a record part is on disk; (rc, stdout, stderr)."""
+    run = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not RecordStore(out).parts():
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.05)
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(run.pid, signal.SIGKILL)  # whatever Ray left behind
+        except ProcessLookupError:
+            pass
+    return run.returncode, stdout, stderr
+
+
+@pytest.mark.slow  # two real runs, each starting its own Ray and loading the model: ~30 s on 2 idle cores
+def test_ctrl_c_says_how_many_records_are_saved_and_a_rerun_computes_only_the_rest(tmp_path: Path) -> None:
+    write_crops(tmp_path / "images", 30, size=32)
+    suite = tmp_path / "suite.yaml"
+    # 30 images x 3 downscalers, one LR image per model call: 90 units of 1 record each,
+    # one part each (--flush-records 1), so the run is still going when the first lands
+    suite.write_text("name: ctrl-c\nimages: [images]\ndownscalers: [bicubic, nearest, box]\n"
+                     "models: [srflow-tiny-4x]\nmetrics: [psnr]\nsamples: 1\nmax_batch: 1\n")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "idard.bench.cli", "run", "--suite", str(suite), "--out", str(out),
+               "--flush-records", "1", "--bootstrap", "100"]
+    rc, stdout, stderr = _interrupt_after_first_part(command, out)
+    assert rc == 130, stdout + stderr
+    saved = RecordStore(out).count()
+    assert 0 < saved < 90, stdout + stderr
+    assert f"{saved} records are saved in {out}" in " ".join(stderr.split()), stderr
+    assert "interrupted by SIGINT: every record written so far is kept; run the same command again" in stderr
+    assert "Traceback" not in stderr, stderr
+
+    again = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{90 - saved} tasks to compute ({saved} of 90 already in the store)" in again.stdout
+    assert f"computed {90 - saved} records" in again.stdout
+    store = RecordStore(out)
+    assert store.count() == 90 and store.duplicate_keys().is_empty()
