@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from idard.measure.models.checkpoints import WRAPPER_PREFIXES, Fail, read_checkpoint, require_keys, shapes, state_dict_of
+
 #: Environment variable naming the DCGAN weights file (``weights.tar`` of gan-face-generate).
 ENV_DCGAN_FACES = "IDARD_DCGAN_FACES"
 
@@ -30,27 +32,19 @@ class GeneratorWeightsError(ValueError):
     """A generator weights file that is missing, unsafe to load or of the wrong layout."""
 
 
-def load_tensors(path: str | Path) -> dict[str, Any]:
+def load_tensors(path: str | Path) -> Any:
     """A checkpoint read without running code from it: safetensors, or ``torch.load`` with
     ``weights_only=True`` (plain containers of tensors and numbers only).
 
     A pickle that needs more (a whole pickled module, custom classes) is refused with a
     message naming the file, because unpickling it would execute arbitrary code.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise GeneratorWeightsError(f"{path}: no such weights file")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    return read_checkpoint(path, _fail(path))[0]
 
-        return load_file(str(path))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, zip errors...
-        raise GeneratorWeightsError(
-            f"{path}: not loadable as plain tensors (torch.load weights_only=True: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); re-save it as a state dict or safetensors"
-        ) from None
+
+def _fail(path: str | Path) -> Fail:
+    """A `GeneratorWeightsError` about ``path``."""
+    return lambda message: GeneratorWeightsError(f"{path}: {message}")
 
 
 class LatentGenerator(nn.Module):
@@ -144,16 +138,10 @@ class DCGANFaces(TorchGenerator):
             self.load(weights)
 
     def load(self, path: str | Path) -> None:
-        checkpoint = load_tensors(path)
-        state = checkpoint.get("netG_state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-        if not isinstance(state, dict):
-            raise GeneratorWeightsError(f"{path}: expected a state dict (or one under 'netG_state_dict')")
-        state = {k.removeprefix("module.").removeprefix("main."): v for k, v in state.items()}
-        try:
-            self.module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:  # torch's message: a headline, then the key or shape at fault
-            detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
-            raise GeneratorWeightsError(f"{path}: not a face DCGAN generator: {detail}") from None
+        fail = _fail(path)
+        state = state_dict_of(load_tensors(path), fail, ("netG_state_dict",), prefixes=(*WRAPPER_PREFIXES, "main."))
+        require_keys(state, shapes(self.module.state_dict()), fail, "a face DCGAN generator")
+        self.module.load_state_dict(state, strict=True)
         self.module.eval().requires_grad_(False)
 
 

@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idard.measure.models.checkpoints import Shapes, require_keys
+
 __all__ = [
     "FUSED_UPSAMPLE_MIN_RESOLUTION",
     "StyleGANConfig",
@@ -367,7 +369,7 @@ class StyleGANSynthesis(nn.Module):
 
 # -- weight files ------------------------------------------------------------------------
 
-_Shapes = dict[str, tuple[int, ...]]
+_Shapes = Shapes
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)x\1\.")
 _DENSE_KEY = re.compile(r"^dense(\d+)\.weight$")
 
@@ -430,32 +432,8 @@ def _read_state_dict(path: Path, map_location: str | torch.device) -> dict[str, 
 
 def _check_shapes(path: Path, what: str, got: Mapping[str, torch.Tensor], want: _Shapes) -> None:
     """Raise ValueError naming ``path`` and the first offending keys unless keys/shapes match."""
-    missing = [k for k in want if k not in got]
-    unexpected = [k for k in got if k not in want]
-    wrong = [
-        f"{k} {tuple(got[k].shape)} (expected {shape})"
-        for k, shape in want.items()
-        if k in got and tuple(got[k].shape) != shape
-    ]
-    if not (missing or unexpected or wrong):
-        return
-
-    def first(items: list[str]) -> str:
-        more = f" and {len(items) - 5} more" if len(items) > 5 else ""
-        return ", ".join(items[:5]) + more
-
-    problems = [
-        f"{label}: {first(items)}"
-        for label, items in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("wrong shapes", wrong),
-        )
-        if items
-    ]
-    raise ValueError(
-        f"{str(path)!r} is not a matching StyleGAN {what} state dict; " + "; ".join(problems)
-    )
+    require_keys(got, want, lambda message: ValueError(f"{str(path)!r}: {message}"),
+                 f"a matching StyleGAN {what} state dict")
 
 
 def _vote(state: Mapping[str, torch.Tensor], keys: Sequence[str], dim: int) -> int | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from idard.measure.models.checkpoints import Shapes, key_mismatch, read_checkpoint, shapes, state_dict_of
 from idard.measure.models.srflow.configs import KNOWN_CONFIGS, get_config
 from idard.measure.models.srflow.network import SRFlowConfig, SRFlowNet
 
@@ -24,8 +25,6 @@ CONFIG_METADATA_KEY = "idard.srflow.config"
 
 # Containers some training scripts wrap a state dict in.
 _WRAPPER_KEYS = ("state_dict", "params", "params_ema", "model", "netG")
-
-Shapes = dict[str, tuple[int, ...]]
 
 
 class SRFlowWeightsError(ValueError):
@@ -44,56 +43,15 @@ class SRFlowWeightsError(ValueError):
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], SRFlowConfig | None]:
     """The state dict in ``path`` (``module.`` stripped) and its embedded config, if any."""
-    p = Path(path)
-    if not p.is_file():
-        raise SRFlowWeightsError(p, "no such file")
+    fail = functools.partial(SRFlowWeightsError, path)
+    obj, meta = read_checkpoint(path, fail)
     embedded: SRFlowConfig | None = None
-    if p.suffix == ".safetensors":
+    if CONFIG_METADATA_KEY in meta:
         try:
-            from safetensors import safe_open
-            from safetensors.torch import load_file
-
-            with safe_open(str(p), framework="pt") as fh:
-                meta = fh.metadata() or {}
-            obj: object = load_file(str(p), device="cpu")
-        except Exception as exc:  # safetensors raises its own error types
-            raise SRFlowWeightsError(p, f"not a readable safetensors file ({exc})") from None
-        if CONFIG_METADATA_KEY in meta:
-            try:
-                embedded = SRFlowConfig.from_dict(json.loads(meta[CONFIG_METADATA_KEY]))
-            except (ValueError, TypeError, KeyError) as exc:
-                raise SRFlowWeightsError(p, f"bad embedded SRFlow config ({exc})") from None
-    else:
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ...
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SRFlowWeightsError(
-                p, f"not a PyTorch state dict readable with torch.load(weights_only=True) ({first})"
-            ) from None
-    return _as_state_dict(p, obj), embedded
-
-
-def _as_state_dict(path: Path, obj: object) -> dict[str, torch.Tensor]:
-    if isinstance(obj, Mapping):
-        for key in _WRAPPER_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and not any(
-                isinstance(v, torch.Tensor) for v in obj.values()
-            ):
-                obj = inner
-                break
-    if not isinstance(obj, Mapping) or not obj:
-        raise SRFlowWeightsError(path, f"holds a {type(obj).__name__}, not a state dict of tensors")
-    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise SRFlowWeightsError(
-            path, f"is not a state dict of tensors (e.g. entry {bad[0]!r} is not a tensor)"
-        )
-    sd = dict(obj)
-    if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return sd
+            embedded = SRFlowConfig.from_dict(json.loads(meta[CONFIG_METADATA_KEY]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SRFlowWeightsError(path, f"bad embedded SRFlow config ({exc})") from None
+    return state_dict_of(obj, fail, _WRAPPER_KEYS), embedded
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,22 +60,6 @@ def expected_shapes(config: SRFlowConfig) -> Shapes:
     with torch.device("meta"):
         net = SRFlowNet(config)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
-
-
-def _mismatch(found: Shapes, expected: Shapes, limit: int = 4) -> tuple[int, str]:
-    """How badly ``found`` misses ``expected`` (0 = exact) and a readable summary."""
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    wrong = [k for k in expected if k in found and found[k] != expected[k]]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys, e.g. {missing[:limit]}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[:limit]}")
-    if wrong:
-        shown = [f"{k}: {list(found[k])} vs {list(expected[k])}" for k in wrong[:limit]]
-        parts.append(f"{len(wrong)} shape mismatches, e.g. {shown}")
-    return len(missing) + len(unexpected) + len(wrong), "; ".join(parts)
 
 
 def detect_config(
@@ -132,7 +74,7 @@ def detect_config(
     every known one. Errors name the file and list a few missing/unexpected keys against
     the closest candidate.
     """
-    found = {k: tuple(v.shape) for k, v in state_dict.items()}
+    found = shapes(state_dict)
     if requested != "auto":
         try:
             candidates = [get_config(requested)]
@@ -142,7 +84,7 @@ def detect_config(
         candidates = ([embedded] if embedded is not None else []) + list(KNOWN_CONFIGS.values())
     scored = []
     for cfg in candidates:
-        score, summary = _mismatch(found, expected_shapes(cfg))
+        score, summary = key_mismatch(found, expected_shapes(cfg))
         if score == 0:
             return cfg
         scored.append((score, cfg.name, summary))
