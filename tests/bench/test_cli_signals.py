@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,29 @@ def _listening(pid: int) -> list[tuple[str, int, str]]:
     return found
 
 
+def _signal_after_first_part(command: list[str], out: Path, signum: int,
+                             before: Callable[[int], None] | None = None) -> tuple[int, str, str]:
+    """Start ``command``, send it ``signum`` once a record part is on disk (after ``before(pid)``);
+    (exit code, stdout, stderr)."""
+    run = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        while not RecordStore(out).parts():
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.05)
+        if before is not None:
+            before(run.pid)
+        run.send_signal(signum)
+        stdout, stderr = run.communicate(timeout=180)
+    finally:
+        try:
+            os.killpg(run.pid, signal.SIGKILL)  # whatever Ray left behind
+        except ProcessLookupError:
+            pass
+    return run.returncode, stdout, stderr
+
+
 @pytest.mark.slow  # starts a Ray of its own and loads the model: about a minute on 2 cores
 def test_a_local_run_listens_on_loopback_only_and_sigterm_ends_it_cleanly(tmp_path: Path) -> None:
     write_crops(tmp_path / "images", 8, size=64)
@@ -41,50 +65,19 @@ def test_a_local_run_listens_on_loopback_only_and_sigterm_ends_it_cleanly(tmp_pa
     out = tmp_path / "run"
     command = [sys.executable, "-m", "idard.bench.cli", "run", "--suite", str(suite), "--out", str(out),
                "--flush-records", "1", "--bootstrap", "100"]
-    run = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 400
-        while not RecordStore(out).parts():
-            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
-            time.sleep(0.2)
-        sockets = _listening(run.pid)
+
+    def only_loopback(pid: int) -> None:
+        sockets = _listening(pid)
         assert sockets, "found no Ray servers to check"
         assert [s for s in sockets if s[0] not in LOOPBACK] == [], "listening beyond loopback"
 
-        run.send_signal(signal.SIGTERM)
-        stdout, stderr = run.communicate(timeout=180)
-    finally:
-        with_session = run.pid
-        try:
-            os.killpg(with_session, signal.SIGKILL)  # whatever Ray left behind
-        except ProcessLookupError:
-            pass
-    assert run.returncode == 143, stdout + stderr
+    returncode, stdout, stderr = _signal_after_first_part(command, out, signal.SIGTERM, only_loopback)
+    assert returncode == 143, stdout + stderr
     assert "interrupted by SIGTERM: every record written so far is kept" in stderr
     assert "Traceback" not in stderr and "Aborted" not in stderr and "SIGABRT" not in stderr, stderr
     store = RecordStore(out)
     assert store.count() > 0 and store.duplicate_keys().is_empty() and not store.skipped_parts
     assert not (out / LEASE_NAME).exists()  # released on the way out
-
-
-def _interrupt_after_first_part(command: list[str], out: Path) -> tuple[int, str, str]:
-    """Start ``command``, send SIGINT (Ctrl-C) once a record part is on disk; (rc, stdout, stderr)."""
-    run = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not RecordStore(out).parts():
-            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
-            time.sleep(0.05)
-        run.send_signal(signal.SIGINT)
-        stdout, stderr = run.communicate(timeout=120)
-    finally:
-        try:
-            os.killpg(run.pid, signal.SIGKILL)  # whatever Ray left behind
-        except ProcessLookupError:
-            pass
-    return run.returncode, stdout, stderr
 
 
 @pytest.mark.slow  # two real runs, each starting its own Ray and loading the model: ~30 s on 2 idle cores
@@ -98,7 +91,7 @@ def test_ctrl_c_says_how_many_records_are_saved_and_a_rerun_computes_only_the_re
     out = tmp_path / "run"
     command = [sys.executable, "-m", "idard.bench.cli", "run", "--suite", str(suite), "--out", str(out),
                "--flush-records", "1", "--bootstrap", "100"]
-    rc, stdout, stderr = _interrupt_after_first_part(command, out)
+    rc, stdout, stderr = _signal_after_first_part(command, out, signal.SIGINT)
     assert rc == 130, stdout + stderr
     saved = RecordStore(out).count()
     assert 0 < saved < 90, stdout + stderr
