@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from idard.bench.cli import app
 from idard.bench.suite import load_suite
 from idard.measure.records import KEY_COLUMNS
-from tests.bench.conftest import write_suite
+from tests.bench.conftest import write_crops, write_suite
 
 ray = pytest.importorskip("ray")
 runner = CliRunner()
@@ -24,11 +25,21 @@ def local_ray():
     ray.shutdown()
 
 
-def test_run_writes_the_run_directory_and_prints_the_table(photo_dir: Path) -> None:
-    (photo_dir / "images" / "broken.png").write_bytes(b"not a png")
-    suite = write_suite(photo_dir, ["bicubic", "nearest"])
-    out = photo_dir / "run"
-    result = runner.invoke(app, ["run", "--suite", str(suite), "--out", str(out), "--bootstrap", "100"])
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory, local_ray):
+    """``run`` on 3 crops and a broken image, bicubic and nearest: read by the tests below
+    (each run starts a worker and loads its models)."""
+    root = tmp_path_factory.mktemp("cli")
+    write_crops(root / "images", 3)
+    (root / "images" / "broken.png").write_bytes(b"not a png")
+    suite = write_suite(root, ["bicubic", "nearest"])
+    result = runner.invoke(app, ["run", "--suite", str(suite), "--out", str(root / "run"), "--bootstrap", "100"])
+    return root, result
+
+
+def test_run_writes_the_run_directory_and_prints_the_table(first_run, tmp_path: Path) -> None:
+    shutil.copytree(first_run[0], tmp_path / "project")  # the re-run below writes run.json
+    suite, out, result = tmp_path / "project" / "suite.yaml", tmp_path / "project" / "run", first_run[1]
     assert result.exit_code == 0, result.output
 
     records = pl.read_parquet(out / "records" / "*.parquet")
@@ -81,10 +92,10 @@ def test_a_missing_suite_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "nope.yaml: no such suite file" in result.output
 
 
-def test_report_rebuilds_the_tables_from_the_records_alone(photo_dir: Path) -> None:
-    out = photo_dir / "run"
-    suite = write_suite(photo_dir, ["bicubic", "nearest"])
-    assert runner.invoke(app, ["run", "--suite", str(suite), "--out", str(out), "--bootstrap", "100"]).exit_code == 0
+def test_report_rebuilds_the_tables_from_the_records_alone(first_run, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(first_run[0] / "run", out)
+    assert first_run[1].exit_code == 0, first_run[1].output
     first = pl.read_parquet(out / "ida_rd.parquet")
     for name in ("ida_rd.md", "ida_rd.csv", "ida_rd.parquet"):
         (out / name).unlink()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +15,7 @@ from idard.bench.runner import RunOptions
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
 from idard.measure.records import KEY_COLUMNS
-from tests.bench.conftest import write_suite
+from tests.bench.conftest import write_crops, write_suite
 
 ray = pytest.importorskip("ray")
 
@@ -48,33 +49,50 @@ def test_a_run_computes_every_key_once_with_errors_as_records(photo_dir: Path) -
     assert good["worker"].is_not_null().all() and good["suite_hash"].is_not_null().all()
 
 
-def test_a_second_run_does_no_model_work(photo_dir: Path) -> None:
-    suite = write_suite(photo_dir, ["bicubic"])
-    _run(suite, photo_dir / "run")
-    parts = RecordStore(photo_dir / "run").parts()
-    again = _run(suite, photo_dir / "run")
-    assert again.result is None and again.plan.done_tasks == again.plan.total_tasks == 6
-    assert RecordStore(photo_dir / "run").parts() == parts
+BASE = ["bicubic", "blur(sigma=2)"]
 
 
-def test_adding_a_downscaler_computes_only_its_keys(photo_dir: Path) -> None:
-    _run(write_suite(photo_dir, ["bicubic"]), photo_dir / "run")
-    grown = _run(write_suite(photo_dir, ["bicubic", "box"]), photo_dir / "run")
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory: pytest.TempPathFactory, local_ray) -> Path:
+    """One run (3 crops, bicubic and a parametrised blur, K = 2) that the tests below read,
+    or copy before they change it: each run starts a worker and loads its models."""
+    root = tmp_path_factory.mktemp("base")
+    write_crops(root / "images", 3)
+    _run(write_suite(root, BASE), root / "run")
+    return root
+
+
+def _copy(base: Path, to: Path) -> Path:
+    shutil.copytree(base, to / "project")
+    return to / "project"
+
+
+def test_a_second_run_does_no_model_work(base_run: Path, tmp_path: Path) -> None:
+    project = _copy(base_run, tmp_path)
+    parts = RecordStore(project / "run").parts()
+    again = _run(project / "suite.yaml", project / "run")
+    assert again.result is None and again.plan.done_tasks == again.plan.total_tasks == 12
+    assert RecordStore(project / "run").parts() == parts
+
+
+def test_adding_a_downscaler_computes_only_its_keys(base_run: Path, tmp_path: Path) -> None:
+    project = _copy(base_run, tmp_path)
+    grown = _run(write_suite(project, [*BASE, "box"]), project / "run")
     assert grown.result.computed_tasks == 3 * 2
-    records = RecordStore(photo_dir / "run").scan().collect()
-    assert records.height == 12 and records.select(KEY_COLUMNS).is_unique().all()
-    _, status = suite_status(load_suite(photo_dir / "suite.yaml"), photo_dir / "run")
-    assert status["missing"].to_list() == [0, 0]
+    records = RecordStore(project / "run").scan().collect()
+    assert records.height == 18 and records.select(KEY_COLUMNS).is_unique().all()
+    _, status = suite_status(load_suite(project / "suite.yaml"), project / "run")
+    assert status["missing"].to_list() == [0, 0, 0]
 
 
-def test_records_equal_the_in_process_evaluation(photo_dir: Path) -> None:
+def test_records_equal_the_in_process_evaluation(base_run: Path) -> None:
     """Distribution changes where records are computed, never their values."""
     from idard.measure.evaluate import evaluate
 
-    _run(write_suite(photo_dir, ["bicubic", "blur(sigma=2)"]), photo_dir / "run")
-    ray_records = RecordStore(photo_dir / "run").scan().collect().sort(KEY_COLUMNS)
-    local = evaluate(sorted((photo_dir / "images").glob("*.png")), ["bicubic", "blur(sigma=2)"], "srflow-tiny-4x",
+    ray_records = RecordStore(base_run / "run").scan().collect().sort(KEY_COLUMNS)
+    local = evaluate(sorted((base_run / "images").glob("*.png")), BASE, "srflow-tiny-4x",
                      samples=2, device="cpu").sort(KEY_COLUMNS)
+    assert ray_records.height == 3 * 2 * 2
     assert ray_records.select(KEY_COLUMNS).equals(local.select(KEY_COLUMNS))
     assert (ray_records["value"] - local["value"]).abs().max() < 1e-5
 
