@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 import polars as pl
 
 from idard.bench.sources import ImageRef, scan_sources
+from idard.measure.batching import model_calls
 from idard.bench.store import RecordStore
 from idard.bench.suite import Suite
 from idard.measure.records import KEY_COLUMNS
@@ -51,8 +52,8 @@ class _HashCache:
     """HR files' SHA-256 by location, trusted while size and mtime are unchanged.
 
     The same rule as make's and rsync's default: a file rewritten with the same size
-    within the same mtime tick is not noticed. ``--recompute-changed`` does not rely on
-    the cache for files whose size or mtime differ (they are always read again).
+    within the same mtime tick is not noticed; any other change of size or mtime makes
+    the file be read and hashed again.
     """
 
     def __init__(self, store: RecordStore) -> None:
@@ -205,16 +206,8 @@ def check_weights(suite: Suite, store: RecordStore) -> None:
 
 
 def batches(items: Sequence[Item], max_batch: int) -> list[tuple[Item, ...]]:
-    """``items`` as the worker's model calls take them (`ImageEvaluator` batches LR
-    images that share their seeds, ``max_batch // len(seeds)`` of them per call)."""
-    by_seeds: dict[tuple[int, ...], list[Item]] = {}
-    for item in items:
-        by_seeds.setdefault(item.seeds, []).append(item)
-    out = []
-    for seeds, group in by_seeds.items():
-        per_call = max(1, max_batch // len(seeds))
-        out += [tuple(group[start : start + per_call]) for start in range(0, len(group), per_call)]
-    return out
+    """``items`` as the worker's model calls take them (`idard.measure.batching`)."""
+    return [tuple(call) for call in model_calls(items, lambda item: item.seeds, max_batch)]
 
 
 def split_by_batch(unit: WorkUnit, max_batch: int) -> list[WorkUnit]:

@@ -34,6 +34,7 @@ import torch
 from idard.provenance import process_code_version
 from idard.measure.distortions import DISTORTIONS
 from idard.measure.downscalers import DOWNSCALERS, Downscaler
+from idard.measure.batching import model_calls
 from idard.measure.images import RGBImage, crop_to_multiple, load_image, quantize_8bit, to_tensor
 from idard.measure.models import MODELS, Samples, SRModel
 from idard.measure.records import KEY_COLUMNS, NONFINITE_SAMPLE, RECORD_SCHEMA
@@ -150,20 +151,17 @@ class ImageEvaluator:
         self._prepare(m for r in requests for m in r.metrics)
 
         rows: list[dict[str, Any]] = []
-        by_seeds: dict[tuple[int, ...], list[tuple[Request, np.ndarray]]] = {}
+        lrs: list[tuple[Request, np.ndarray]] = []
         for request in requests:
             try:
                 lr = request.downscaler(hr, self.scale)
-                lr = quantize_8bit(lr) if self.quantize_lr else lr
-                by_seeds.setdefault(tuple(request.seeds), []).append((request, lr))
+                lrs.append((request, quantize_8bit(lr) if self.quantize_lr else lr))
             except Exception as exc:  # noqa: BLE001
                 rows += self.error_rows(name, _error_message(exc), [request])
 
         hr_tensor = to_tensor(hr.pixels, self.device)
-        for seeds, lrs in by_seeds.items():
-            per_call = max(1, self.max_batch // len(seeds))
-            for start in range(0, len(lrs), per_call):
-                rows += self._score_chunk(name, hr_tensor, seeds, lrs[start : start + per_call])
+        for call in model_calls(lrs, lambda pair: pair[0].seeds, self.max_batch):
+            rows += self._score_chunk(name, hr_tensor, tuple(call[0][0].seeds), call)
         return rows
 
     def _score_chunk(
