@@ -79,7 +79,6 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import polars as pl
-import scipy.stats
 
 from idard.measure import columnar
 
@@ -587,13 +586,21 @@ def _columnar_images(encoded: columnar.Encoded, keys: list[str], n_boot: int) ->
     return images.with_columns(columnar.values_of(encoded, cells, exact))
 
 
+def _scipy_stats():
+    """`scipy.stats`, imported on first use: its import (0.5-1.5 s of CPU, most of a
+    ten-million-record report's start-up) is paid only by reports with a paired baseline."""
+    import scipy.stats
+
+    return scipy.stats
+
+
 def _wilcoxon(diffs: np.ndarray) -> float:
     """Wilcoxon signed-rank p-value over per-image mean differences; NaN when undefined."""
     if diffs.size < 2 or not np.any(diffs != 0.0):
         return math.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small-sample / ties notes; the p-value is still what we report
-        return float(scipy.stats.wilcoxon(diffs).pvalue)
+        return float(_scipy_stats().wilcoxon(diffs).pvalue)
 
 
 def paired_differences(
@@ -797,7 +804,7 @@ def spearman_ladder(table: pl.DataFrame, parameter: Mapping[str, float] | str, v
     x, y = rows["_p"].to_numpy(), rows[value].to_numpy()
     if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return math.nan
-    return round(float(scipy.stats.spearmanr(x, y).statistic), 12)
+    return round(float(_scipy_stats().spearmanr(x, y).statistic), 12)
 
 
 def format_pm(mean: float | None, std: float | None, digits: int = 3) -> str:

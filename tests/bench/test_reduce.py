@@ -147,3 +147,19 @@ def test_reporting_never_loads_torch(tmp_path: Path) -> None:
                "assert 'nearest' in result.output and 'Paired' in result.output, result.output; "
                "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", program]).returncode == 0
+
+
+def test_a_report_without_baseline_never_loads_scipy_stats(tmp_path: Path) -> None:
+    """`scipy.stats` (up to 1.5 s to import) serves only the paired table's Wilcoxon
+    p-values, so a report without a baseline does not pay for it."""
+    import subprocess
+    import sys
+
+    write_parts(tmp_path / "run", FRAME.with_columns(higher_is_better=pl.lit(False)), rows_per_part=100)
+    program = ("import sys; from typer.testing import CliRunner; from idard.bench.cli import app; "
+               f"result = CliRunner().invoke(app, ['report', {str(tmp_path / 'run')!r}, '--out', "
+               f"{str(tmp_path / 'tables')!r}, '--bootstrap', '100', '--baseline', 'none']); "
+               "assert result.exit_code == 0, result.output; "
+               "assert 'Paired' not in result.output, result.output; "
+               "sys.exit('scipy.stats' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", program]).returncode == 0
