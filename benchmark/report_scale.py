@@ -7,7 +7,7 @@ a paired baseline (``bicubic``) in a fresh process whose peak resident memory is
 
 More fresh processes measure what it is compared with: the in-memory size of the records
 frame that a naive ``collect()`` would hold, the same reduction without bootstrap, the
-store side of planning (listing parts, the planner's anti-join of every key), and, after
+store side of planning (listing parts, subtracting the held keys from the suite's), and, after
 ``idard-bench compact`` on the same directory, planning and the report again. Every
 measurement has its own process so that no peak (generating the parts included) raises
 another. Times are wall and CPU seconds: on a shared machine the CPU time is the steadier.
@@ -48,6 +48,10 @@ from idard.measure.statistics import DEFAULT_MAX_ROWS
 RESULTS = Path(__file__).parent / "results"
 MODEL, METRIC, SCALE = "srflow-tiny-4x", "lpips-alex", 4
 NONFINITE_RATE = 1e-4
+
+
+#: The suite's keys, written beside the records by `generate`.
+GRID = "grid.json"
 
 
 def downscaler_ids(n: int) -> list[str]:
@@ -107,6 +111,10 @@ def generate(run_dir: Path, n_images: int, n_downscalers: int, n_seeds: int, par
             records_dir / f"part-{first:08d}-{seed:04x}.parquet")
         parts += 1
     (records_dir / ".part-unfinished.parquet.tmp").write_bytes(b"PAR1 truncated")  # must be ignored
+    # what the suite would list, for measure_plan (a planner takes its keys from the suite)
+    (run_dir / GRID).write_text(json.dumps({
+        "image": [f"div2k/{i + 1:05d}" for i in range(n_images)], "downscaler": downscalers, "model": [MODEL],
+        "metric": [METRIC], "seed": list(range(n_seeds))}))
     size = sum(p.stat().st_size for p in records_dir.glob("part-*.parquet"))
     return {"records": n_images * per_image, "parts": parts, "records_per_part": images_per_part * per_image,
             "images": n_images, "downscalers": n_downscalers, "seeds": n_seeds, "parquet_mb": size / 2**20}
@@ -164,27 +172,24 @@ def measure_collect(run_dir: Path) -> dict:
 
 
 def measure_plan(run_dir: Path) -> dict:
-    """What planning costs on the store side: list the parts, then the planner's anti-join of
-    every key of the suite against the keys held (as `idard.bench.plan.make_plan` does)."""
+    """What planning costs on the store side: list the parts, then subtract the keys held
+    from every key of the suite (``grid.json``: what the suite lists), as
+    `idard.bench.plan.make_plan` does (`missing_keys`)."""
+    from idard.bench.plan import missing_keys
     from idard.bench.store import RecordStore
     from idard.measure.records import KEY_COLUMNS
 
+    dtypes = {"seed": pl.Int64}
+    grid = {c: pl.Series(c, v, dtypes.get(c, pl.String)) for c, v in json.loads((run_dir / GRID).read_text()).items()}
+    before = peak_rss_mb()
     started, cpu = time.perf_counter(), time.process_time()
     store = RecordStore(run_dir)
     parts = store.parts()
-    shape = store.scan(parts).select(
-        pl.col("image").unique().alias("image").implode(), pl.col("downscaler").unique().implode(),
-        pl.col("model").unique().implode(), pl.col("metric").unique().implode(), pl.col("seed").unique().implode(),
-    ).collect().row(0)
-    keys = pl.LazyFrame({"image": shape[0]})
-    for column, values in zip(KEY_COLUMNS[1:], shape[1:]):
-        keys = keys.join(pl.LazyFrame({column: values}), how="cross")
     listed = time.perf_counter()
-    todo = keys.join(store.scan(parts).select(KEY_COLUMNS), on=list(KEY_COLUMNS), how="anti").collect(
-        engine="streaming")
+    todo = missing_keys(grid, (scan.select(KEY_COLUMNS) for scan in store.scan_batches()))
     return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu,
-            "anti_join_seconds": time.perf_counter() - listed, "parts": len(parts), "missing_keys": todo.height,
-            "peak_rss_mb": peak_rss_mb(), "load_average_1min": os.getloadavg()[0]}
+            "subtract_seconds": time.perf_counter() - listed, "parts": len(parts), "missing_keys": todo.height,
+            "rss_after_imports_mb": before, "peak_rss_mb": peak_rss_mb(), "load_average_1min": os.getloadavg()[0]}
 
 
 def measure_compact(run_dir: Path) -> dict:

@@ -1,8 +1,9 @@
 """Planning: a suite, minus what the record store holds, grouped into work units.
 
 A task is one record key (image, downscaler, model, metric, seed). The plan expands the
-suite into all of them, removes the keys already in the store (an anti-join in Polars,
-streaming, so the store may hold millions of records), and groups the rest by (image,
+suite into all of them, removes the keys already in the store (each held key coded as its
+integer position in the suite's grid of keys, streaming, so the store may hold tens of
+millions of records in bounded memory; see `missing_keys`), and groups the rest by (image,
 model): one work unit decodes its HR image once, downscales it once per downscaler and
 draws all the seeds it needs in one batched model call, on one worker. An image whose
 keys take several model calls (more LR images x seeds than the suite's ``max_batch``) is
@@ -22,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import polars as pl
 
@@ -172,21 +173,53 @@ class Plan:
         return self.total_tasks - self.done_tasks
 
 
-def _all_keys(suite: Suite, images: Sequence[ImageRef]) -> pl.LazyFrame:
-    def column(name: str, values: Sequence, dtype: pl.DataType) -> pl.LazyFrame:
-        return pl.LazyFrame({name: list(values)}, schema={name: dtype})
+def _grid(suite: Suite, images: Sequence[ImageRef]) -> dict[str, pl.Series]:
+    """The suite's key values, one axis per key column, in the order tasks are planned."""
+    return {
+        "image": pl.Series("image", list(dict.fromkeys(ref.name for ref in images)), pl.String),
+        "downscaler": pl.Series("downscaler", list(dict.fromkeys(suite.downscalers)), pl.String),
+        "model": pl.Series("model", list(dict.fromkeys(suite.models)), pl.String),
+        "metric": pl.Series("metric", list(dict.fromkeys(suite.metrics)), pl.String),
+        "seed": pl.Series("seed", list(dict.fromkeys(suite.seeds)), pl.Int64),
+    }
 
-    frames = [
-        column("image", [ref.name for ref in images], pl.String),
-        column("downscaler", suite.downscalers, pl.String),
-        column("model", suite.models, pl.String),
-        column("metric", suite.metrics, pl.String),
-        column("seed", suite.seeds, pl.Int64),
-    ]
-    keys = frames[0]
-    for frame in frames[1:]:
-        keys = keys.join(frame, how="cross")
-    return keys
+
+def missing_keys(grid: dict[str, pl.Series], held: pl.LazyFrame | Iterable[pl.LazyFrame]) -> pl.DataFrame:
+    """The keys of ``grid`` (every combination of its axes) that ``held`` lacks, in grid
+    order (the first axis slowest). ``held`` may come in several scans (`RecordStore.scan_batches`).
+
+    Each held key is coded as its position in the grid (mixed radix over the axes, in one
+    streaming pass; keys outside the grid are ignored), and a bitmap of the grid marks the
+    held ones. This is an exact set difference, like an anti-join of the expanded grid
+    against the held keys, but it holds one integer per held record and one byte per grid
+    key instead of both sides' strings: at ten million records 0.1 GB instead of 2.5 GB.
+    """
+    import numpy as np
+
+    axes = list(grid.values())
+    size = 1
+    code = pl.lit(0, dtype=pl.Int64)
+    for axis in axes:
+        code = code * axis.len() + _position(axis)  # null (outside the grid) stays null
+        size *= axis.len()
+    present = np.zeros(size, dtype=bool)
+    for scan in [held] if isinstance(held, pl.LazyFrame) else held:
+        present[scan.select(code.alias("code")).drop_nulls().collect()["code"].to_numpy()] = True
+    rest = np.flatnonzero(~present)
+    columns = {}
+    for axis in reversed(axes):
+        rest, position = np.divmod(rest, axis.len())
+        columns[axis.name] = axis.gather(position)
+    return pl.DataFrame([columns[axis.name] for axis in axes])
+
+
+def _position(axis: pl.Series) -> pl.Expr:
+    """Each value's index in ``axis`` (null when absent): strings through an Enum of the
+    axis (cheaper than a replace map over millions of records), other types by replacing."""
+    if axis.dtype == pl.String:
+        return pl.col(axis.name).cast(pl.Enum(axis), strict=False).to_physical().cast(pl.Int64)
+    return pl.col(axis.name).replace_strict(axis, pl.int_range(axis.len(), eager=True), default=None,
+                                            return_dtype=pl.Int64)
 
 
 def check_weights(suite: Suite, store: RecordStore) -> None:
@@ -254,12 +287,8 @@ def make_plan(suite: Suite, store: RecordStore, images: list[ImageRef] | None = 
         listing = scan_sources(list(suite.images), Path(suite.base_dir))
         images, skipped = listing.refs, listing.skipped
     check_weights(suite, store)
-    keys = _all_keys(suite, images)
-    held = store.scan().select(KEY_COLUMNS)
-    todo = keys.join(held, on=list(KEY_COLUMNS), how="anti").collect(engine="streaming")
-    # Units follow the suite's image order, so progress is predictable and resumable.
-    order = {ref.name: i for i, ref in enumerate(images)}
-    todo = todo.sort(pl.col("image").replace_strict(order, return_dtype=pl.Int64), maintain_order=True)
+    # In grid order: units follow the suite's image order, so progress is predictable.
+    todo = missing_keys(_grid(suite, images), (scan.select(KEY_COLUMNS) for scan in store.scan_batches()))
     total = len(images) * len(suite.downscalers) * len(suite.models) * len(suite.metrics) * len(suite.seeds)
     units = [part for unit in _units(todo, {ref.name: ref for ref in images}, suite.specs)
              for part in split_by_batch(unit, suite.max_batch)]

@@ -30,6 +30,7 @@ import io
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -223,6 +224,24 @@ class RecordStore:
 
         dataset = pyarrow.dataset.dataset(parts, format="parquet", filesystem=self._fs)
         return pl.scan_pyarrow_dataset(dataset)
+
+    def scan_batches(self, max_mb: float = 32.0) -> Iterator[pl.LazyFrame]:
+        """All records as lazy scans of consecutive parts about ``max_mb`` on disk each (a
+        larger part alone), for one pass in bounded memory: Polars' streaming engine
+        prefetches a whole multi-part scan's row groups ahead of a cheap computation (a
+        10 M-record pass over five key columns peaks 1 GB above its 0.1 GB result)."""
+        parts = self.parts()
+        limit = int(max_mb * 2**20)
+        batch: list[str] = []
+        size = 0
+        for info in self._fs.get_file_info(parts):
+            if batch and size + int(info.size or 0) > limit:
+                yield self.scan(batch)
+                batch, size = [], 0
+            batch.append(info.path)
+            size += int(info.size or 0)
+        if batch or not parts:
+            yield self.scan(batch)
 
     def count(self) -> int:
         return self.scan().select(pl.len()).collect().item()

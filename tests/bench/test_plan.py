@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from idard.bench.plan import StaleRecordsError, make_plan
+from idard.bench.plan import StaleRecordsError, make_plan, missing_keys
 from idard.bench.sources import ImageRef
 from idard.bench.store import RecordStore
 from idard.bench.suite import parse_suite
@@ -100,3 +100,40 @@ def test_an_image_of_several_model_calls_is_one_unit_per_batch_and_every_key_pla
     assert len(planned) == len(set(planned)) == plan.todo_tasks == 2 * 3 * 3
     whole = make_plan(_suite(downscalers=["bicubic", "nearest", "box"]), RecordStore(tmp_path), IMAGES)
     assert [len(u.items) for u in whole.units] == [3, 3]  # 9 samples fit one call of 64
+
+
+def _anti_join(grid: dict[str, pl.Series], held: pl.DataFrame) -> pl.DataFrame:
+    """The plain definition: every combination of the axes, minus the held keys."""
+    axes = list(grid.values())
+    keys = axes[0].to_frame()
+    for axis in axes[1:]:
+        keys = keys.join(axis.to_frame(), how="cross")
+    return keys.join(held, on=[a.name for a in axes], how="anti")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_missing_keys_is_the_anti_join_of_the_grid_in_grid_order(seed: int) -> None:
+    """Held keys may repeat, lie outside the grid (another suite's downscaler, a seed the
+    suite dropped) or be null; only the grid's own keys are subtracted, in order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    grid = {"image": pl.Series("image", ["c", "a", "b"]), "downscaler": pl.Series("downscaler", ["x", "y"]),
+            "model": pl.Series("model", ["m"]), "metric": pl.Series("metric", ["lpips", "psnr"]),
+            "seed": pl.Series("seed", [7, 0, 3], pl.Int64)}
+    pools = {"image": ["a", "b", "c", "z", None], "downscaler": ["x", "y", "w"], "model": ["m", "n"],
+             "metric": ["lpips", "psnr"], "seed": [0, 3, 7, 9]}
+    n = int(rng.integers(0, 60))
+    held = pl.DataFrame({k: [pool[i] for i in rng.integers(0, len(pool), n)] for k, pool in pools.items()},
+                        schema={"image": pl.String, "downscaler": pl.String, "model": pl.String,
+                                "metric": pl.String, "seed": pl.Int64})
+    got = missing_keys(grid, held.lazy())
+    assert got.rows() == _anti_join(grid, held).rows()  # the same keys in the same (grid) order
+    assert got.schema == _anti_join(grid, held).schema
+
+
+def test_missing_keys_of_an_empty_grid_or_store() -> None:
+    grid = {"image": pl.Series("image", [], pl.String), "seed": pl.Series("seed", [0, 1], pl.Int64)}
+    assert missing_keys(grid, pl.LazyFrame(schema={"image": pl.String, "seed": pl.Int64})).height == 0
+    grid["image"] = pl.Series("image", ["a"])
+    assert missing_keys(grid, pl.LazyFrame(schema={"image": pl.String, "seed": pl.Int64})).rows() == [("a", 0), ("a", 1)]

@@ -33,6 +33,23 @@ def test_appended_parts_read_back_with_the_full_schema(tmp_path: Path) -> None:
     assert len(store.parts()) == 2 and store.duplicate_keys().is_empty()
 
 
+def test_scan_batches_read_every_part_once_in_batches_bounded_by_size(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path / "run")
+    for i in range(7):
+        store.append(_records([f"img{i}-{j}" for j in range(1 + 20 * (i == 3))]))  # part 3 is large
+    sizes = {p: os.path.getsize(p) for p in store.parts()}
+    limit = 2.5 * min(sizes.values())
+    batches = [scan.collect() for scan in store.scan_batches(max_mb=limit / 2**20)]
+    assert 1 < len(batches) < 7
+    together = pl.concat(batches)
+    assert together.sort(KEY_COLUMNS).equals(store.scan().collect().sort(KEY_COLUMNS))  # each record once
+    part_of = {image: p for p in sizes for image in pl.read_parquet(p)["image"]}
+    for batch in batches:  # at most the limit on disk, or one part alone
+        parts = {part_of[image] for image in batch["image"]}
+        assert sum(sizes[p] for p in parts) <= limit or len(parts) == 1
+    assert [s.collect().height for s in RecordStore(tmp_path / "empty").scan_batches()] == [0]
+
+
 def test_an_empty_store_scans_as_an_empty_frame(tmp_path: Path) -> None:
     store = RecordStore(tmp_path / "never-written")
     assert store.scan().collect().is_empty()
