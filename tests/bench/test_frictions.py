@@ -65,10 +65,11 @@ def test_status_warns_when_the_run_directory_does_not_exist(tmp_path: Path) -> N
     assert result.exit_code == 0 and "run directory" in result.output and "does not exist" in result.output
 
 
-def test_train_srflow_never_overwrites_an_existing_file_by_default(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["train-srflow", "train-resshift"])
+def test_training_never_overwrites_an_existing_file_by_default(tmp_path: Path, command: str) -> None:
     existing = tmp_path / "model.safetensors"
     existing.write_bytes(b"keep me")
-    result = runner.invoke(app, ["train-srflow", "--out", str(existing), "--steps", "1"])
+    result = runner.invoke(app, [command, "--out", str(existing), "--steps", "1"])
     assert result.exit_code == 2 and "--force" in result.output and existing.read_bytes() == b"keep me"
 
 
