@@ -121,7 +121,7 @@ def _markdown(results: dict) -> str:
                   "| table | group | endpoint | exact | exact MC std | fast | z |", "|---|---|---|---|---|---|---|"]
         for row in data["rows"]:
             lines.append(f"| {row['table']} | {row['group']} | {row['endpoint']} | {row['exact_mean']:.5f} | "
-                         f"{row['exact_mc_std']:.5f} | {row['fast_mean']:.5f} | {row['z']:+.2f} |")
+                         f"{row['exact_mc_std']:.1e} | {row['fast_mean']:.5f} | {row['z']:+.2f} |")
         lines += ["", f"max |z| = {data['max_abs_z']:.2f} over {len(data['rows'])} endpoints", ""]
     return "\n".join(lines)
 
