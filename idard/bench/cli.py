@@ -392,14 +392,15 @@ def _baseline(option: str | None, downscalers) -> str | None:
 
 
 def _print_report(records, out: str, baseline: str | None, bootstrap: int, include_unconverged: bool, *,
-                  formats: tuple[str, ...] | None = None, suite: dict | None = None):
+                  formats: tuple[str, ...] | None = None, suite: dict | None = None, store=None):
     """Reduce records to the IDA-RD table (and paired differences); print and write them.
-    The table is always written, whatever happens to the paired comparison."""
+    The table is always written, whatever happens to the paired comparison. ``store``:
+    the record store ``records`` are all of, when they are (for a cheaper duplicate test)."""
     from idard.bench.reduce import build_report
     from idard.bench.report import DEFAULT_FORMATS, rich_paired_table, rich_table, write_reports
     from idard.bench.store import without_duplicates
 
-    records, extra = without_duplicates(records)
+    records, extra = without_duplicates(records, store)
     if extra:
         err_console.print(f"warning: {out} holds {extra} extra cop{'y' if extra == 1 else 'ies'} of record keys "
                           "(two runs wrote into it at once?); each key is counted once", highlight=False)
@@ -478,7 +479,7 @@ def report(
             last = {}
         suite = {k: last[k] for k in ("suite", "suite_hash") if k in last} if isinstance(last, dict) else {}
         shown = _print_report(records, out or run_dir, baseline, bootstrap, include_unconverged, formats=chosen,
-                              suite=suite)
+                              suite=suite, store=store)
         _print_checks(run_dir, shown.table, records, out)
         if html:
             from idard.bench.html_report import write_html_report

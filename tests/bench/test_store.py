@@ -105,6 +105,14 @@ def test_readers_count_a_key_held_twice_once(tmp_path: Path) -> None:
     unique, extra = without_duplicates(store.scan())
     assert extra == 2 and unique.collect().height == 4
     assert without_duplicates(store.scan().filter(pl.col("image") == "b"))[1] == 0
+    # the store's own batches (tiny here: one part each) find the same copies
+    unique, extra = without_duplicates(store.scan(), store)
+    assert extra == 2 and unique.collect().height == 4
+    assert [s.collect().height for s in store.scan_batches(max_mb=1e-6)] == [4, 2]
+    clean = RecordStore(tmp_path / "clean")
+    clean.append(_records(["a"]))
+    clean.append(_records(["b"]))
+    assert without_duplicates(clean.scan(), clean)[1] == 0
 
 
 def test_a_failed_write_is_one_line_naming_the_file_and_leaves_no_partial(tmp_path: Path) -> None:
