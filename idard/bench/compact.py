@@ -167,9 +167,8 @@ def compact(store: RecordStore, target_mb: float = TARGET_MB) -> CompactResult:
     parts = store.parts()
     if not parts:
         raise FileNotFoundError(f"{store.run_dir}: no records to compact (no part-*.parquet under {store.records_dir})")
-    infos = {i.path: i.size for i in store._fs.get_file_info(parts)}
     target = int(target_mb * 2**20)
-    runs = _chunks([(p, infos[p]) for p in parts], target)
+    runs = _chunks([(p, store.part_sizes[p]) for p in parts], target)
     records = 0
     for run in runs:
         frame = store.scan(run).collect()

@@ -248,3 +248,17 @@ def test_records_append_to_and_read_back_from_a_non_local_filesystem() -> None:
     store.append(_records(["a"], range(1)))
     assert store.duplicate_keys().select(KEY_COLUMNS).rows() == [("a", "bicubic", "m", "lpips-alex", 0)]
     assert store.write_text("run.json", "{}\n") == "runs/one/run.json"
+
+
+def test_an_object_store_is_read_in_batches_with_the_sizes_its_listing_gave() -> None:
+    """``mock://`` is Arrow's in-memory object store: no rename, one PUT per part. Batches
+    take part sizes from the one LIST request, never one request per part."""
+    store = RecordStore("mock:///run")
+    assert store.remote
+    store.append(_records(["a", "b"]))
+    store.append(_records(["c"]))
+    parts = store.parts()
+    assert set(store.part_sizes) == set(parts) and len(parts) == 2
+    assert [s.collect().height for s in store.scan_batches(max_mb=1e-6)] == [4, 2]
+    assert pl.concat([s.collect() for s in store.scan_batches()]).height == 6
+    assert without_duplicates(store.scan(), store)[1] == 0
