@@ -132,34 +132,35 @@ def test_records_without_a_needed_column_are_refused() -> None:
         build_report(FRAME.drop("finite"), baseline=None, n_boot=0)
 
 
-def test_reporting_never_loads_torch(tmp_path: Path) -> None:
-    """``idard-bench report`` reads records only: loading torch would cost it ~400 MB and
-    seconds. It did, through resolving the baseline's spelling in the downscaler registry
-    and through the registry's labels (`idard.measure.images` imported torch at the top)."""
+def _modules_after_a_report(tmp_path: Path, *options: str) -> tuple[str, set[str]]:
+    """``idard-bench report`` in a fresh interpreter: its output and the modules it loaded."""
+    import json
     import subprocess
     import sys
 
     write_parts(tmp_path / "run", FRAME.with_columns(higher_is_better=pl.lit(False)), rows_per_part=100)
-    program = ("import sys; from typer.testing import CliRunner; from idard.bench.cli import app; "
-               f"result = CliRunner().invoke(app, ['report', {str(tmp_path / 'run')!r}, '--out', "
-               f"{str(tmp_path / 'tables')!r}, '--bootstrap', '100']); "
+    arguments = ["report", str(tmp_path / "run"), "--out", str(tmp_path / "tables"), "--bootstrap", "100", *options]
+    program = ("import json, sys; from typer.testing import CliRunner; from idard.bench.cli import app; "
+               f"result = CliRunner().invoke(app, {arguments!r}); "
                "assert result.exit_code == 0, result.output; "
-               "assert 'nearest' in result.output and 'Paired' in result.output, result.output; "
-               "sys.exit('torch' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", program]).returncode == 0
+               "print(json.dumps([result.output, sorted(sys.modules)]))")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    output, modules = json.loads(done.stdout.strip().splitlines()[-1])
+    return output, set(modules)
+
+
+def test_reporting_never_loads_torch(tmp_path: Path) -> None:
+    """``idard-bench report`` reads records only: loading torch would cost it ~400 MB and
+    seconds. It did, through resolving the baseline's spelling in the downscaler registry
+    and through the registry's labels (`idard.measure.images` imported torch at the top)."""
+    output, modules = _modules_after_a_report(tmp_path)
+    assert "nearest" in output and "Paired" in output, output
+    assert "torch" not in modules
 
 
 def test_a_report_without_baseline_never_loads_scipy_stats(tmp_path: Path) -> None:
     """`scipy.stats` (up to 1.5 s to import) serves only the paired table's Wilcoxon
     p-values, so a report without a baseline does not pay for it."""
-    import subprocess
-    import sys
-
-    write_parts(tmp_path / "run", FRAME.with_columns(higher_is_better=pl.lit(False)), rows_per_part=100)
-    program = ("import sys; from typer.testing import CliRunner; from idard.bench.cli import app; "
-               f"result = CliRunner().invoke(app, ['report', {str(tmp_path / 'run')!r}, '--out', "
-               f"{str(tmp_path / 'tables')!r}, '--bootstrap', '100', '--baseline', 'none']); "
-               "assert result.exit_code == 0, result.output; "
-               "assert 'Paired' not in result.output, result.output; "
-               "sys.exit('scipy.stats' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", program]).returncode == 0
+    output, modules = _modules_after_a_report(tmp_path, "--baseline", "none")
+    assert "Paired" not in output, output
+    assert "scipy.stats" not in modules
