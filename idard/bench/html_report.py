@@ -232,12 +232,14 @@ def sample_grid(run_dir: str, table: pl.DataFrame, records: pl.LazyFrame, n_imag
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     metric.to(device)
-    held = records.filter((pl.col("model") == model_id) & (pl.col("metric") == metric_id)).select(
-        "image", "downscaler", "seed", "value").collect()
-    seeds = sorted(held["seed"].unique().to_list())[:n_samples]
+    # Only the few images shown are read whole: a run's records may be tens of millions.
+    scored = records.filter((pl.col("model") == model_id) & (pl.col("metric") == metric_id))
+    names = set(scored.select(pl.col("image").unique()).collect(engine="streaming")["image"].to_list())
+    seeds = sorted(scored.select(pl.col("seed").unique()).collect(engine="streaming")["seed"].to_list())[:n_samples]
     scale = int(model.scale)
-    names = held["image"].unique(maintain_order=True).to_list()
     chosen = [r for r in refs if r.name in names][:n_images]
+    held = scored.filter(pl.col("image").is_in([r.name for r in chosen])).select(
+        "image", "downscaler", "seed", "value").collect()
     rows: list[GridRow] = []
     for ref in chosen:
         hr = crop_to_multiple(decode_image(ref.read(), name=ref.name, source=ref.location), scale)
