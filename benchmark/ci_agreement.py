@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from idard.bench.reduce import REPORT_KEYS, scan_records
+from idard.bench.report.reduce import REPORT_KEYS, scan_records
 from idard.measure import statistics
 
 RESULTS = Path(__file__).parent / "results"

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from idard.bench.reduce import REPORT_COLUMNS, build_report, scan_records
+from idard.bench.report.reduce import REPORT_COLUMNS, build_report, scan_records
 from idard.bench.store import STORE_SCHEMA
 from idard.measure.statistics import DEFAULT_MAX_ROWS
 

@@ -396,7 +396,7 @@ def _print_report(records, out: str, baseline: str | None, bootstrap: int, inclu
     """Reduce records to the IDA-RD table (and paired differences); print and write them.
     The table is always written, whatever happens to the paired comparison. ``store``:
     the record store ``records`` are all of, when they are (for a cheaper duplicate test)."""
-    from idard.bench.reduce import build_report
+    from idard.bench.report.reduce import build_report
     from idard.bench.report import DEFAULT_FORMATS, rich_paired_table, rich_table, write_reports
     from idard.bench.store import without_duplicates
 
@@ -456,7 +456,7 @@ def report(
 
     import polars as pl
 
-    from idard.bench.reduce import scan_records
+    from idard.bench.report.reduce import scan_records
     from idard.bench.report import parse_formats
     from idard.bench.store import RecordStore, skipped_part_notes
 
@@ -482,7 +482,7 @@ def report(
                               suite=suite, store=store)
         _print_checks(run_dir, shown.table, records, out)
         if html:
-            from idard.bench.html_report import write_html_report
+            from idard.bench.report.page import write_html_report
 
             page = html_path if html_path is not None or out is None else Path(out) / "report.html"
             path = write_html_report(run_dir, shown, records, page, grid_images=grid_images,

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from idard.bench.cli import app
-from idard.bench.reduce import scan_records
+from idard.bench.report.reduce import scan_records
 from idard.bench.suite import SuiteError, load_suite
 from idard.measure.images import load_image, to_uint8
 from tests.bench.conftest import write_crops

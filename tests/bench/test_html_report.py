@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from idard.bench.html_report import write_html_report
-from idard.bench.reduce import build_report, scan_records
+from idard.bench.report.page import write_html_report
+from idard.bench.report.reduce import build_report, scan_records
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
 from idard.measure.evaluate import evaluate

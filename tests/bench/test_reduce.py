@@ -1,4 +1,4 @@
-"""A run directory's record store reduced to its IDA-RD report (`idard.bench.reduce`)."""
+"""A run directory's record store reduced to its IDA-RD report (`idard.bench.report.reduce`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from idard.bench.reduce import REPORT_KEYS, Report, build_report, scan_records
+from idard.bench.report.reduce import REPORT_KEYS, Report, build_report, scan_records
 from idard.bench.store import RecordStore
 from idard.measure.statistics import ida_rd_table, paired_differences
 

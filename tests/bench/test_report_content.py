@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from idard.bench.cli import app
-from idard.bench.reduce import build_report
+from idard.bench.report.reduce import build_report
 from idard.bench.report import markdown, paired_markdown
 from idard.bench.store import RecordStore
 

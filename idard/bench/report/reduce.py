@@ -3,7 +3,7 @@
 `scan_records` opens the store lazily and `build_report` reduces it to the IDA-RD table
 (downscaler x model x metric x scale) and, given a baseline, the paired differences. This
 is what ``idard-bench report`` and the end of ``idard-bench run`` compute; rendering and
-writing the tables is `idard.bench.report`'s job.
+writing the tables is `idard.bench.report.tables`'s job.
 
 A run directory can hold 10 million records in thousands of small parts while its driver
 is still appending to it, so:
