@@ -31,6 +31,7 @@ SMOKE: dict[str, list[str] | None] = {
     "ci_agreement.py": ["--smoke"],
     "diffusion_batch.py": None,  # tests/benchmark/test_diffusion_scripts.py
     "diffusion_stochasticity.py": None,  # tests/benchmark/test_diffusion_scripts.py
+    "gpu_timings.py": ["--smoke"],
     "model_card_samples.py": ["--smoke"],
     "pulse_batch.py": ["--smoke"],
     "reference_demo.py": None,  # tests/bench/test_reference_demo.py

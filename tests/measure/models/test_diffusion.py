@@ -234,3 +234,25 @@ def test_resshift_ids_carry_the_chain_and_refuse_a_step_count_the_file_name_cont
         MODELS.create("resshift(weights=resshift_realsrx4_s15_v2.pth)")
     with pytest.raises(DiffusionWeightsError, match="no such weights file"):
         v3.weights_hash
+
+
+def test_vqgan_attention_in_query_chunks_equals_one_call_and_a_decode_is_unchanged(monkeypatch) -> None:
+    """The VQGAN's middle attention runs in query chunks (a 256x256 latent in one call asked
+    for 16 GiB per sample): chunks of any size give the one-call result to float32 rounding."""
+    from torch.nn import functional as F
+
+    from idard.measure.models.diffusion import vqgan
+
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 1, 100, 16, generator=g) for _ in range(3))
+    whole = F.scaled_dot_product_attention(q, k, v)
+    for chunk in (1, 7, 64, 100, 1000):
+        assert torch.allclose(vqgan.chunked_attention(q, k, v, chunk), whole, atol=1e-6, rtol=1e-5), chunk
+    torch.manual_seed(0)
+    model = VQGAN(VQGANConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, n_embed=16)).eval()
+    z = torch.randn(1, 3, 8, 8, generator=g)
+    with torch.inference_mode():
+        once = model.decode(z)
+        monkeypatch.setattr(vqgan, "QUERY_CHUNK", 5)
+        chunked = model.decode(z)
+    assert torch.allclose(chunked, once, atol=1e-5)

@@ -10,9 +10,13 @@ nearest-codebook quantisation + post_quant_conv + decoder), ``ldm/modules/vqvae/
 ch_mult 1-2-4, 2 residual blocks, no attention but the middle one). Module and parameter
 names are the reference's, so the published file loads by its keys.
 
-One difference that changes no value: the middle attention uses
-``F.scaled_dot_product_attention`` (the reference uses xformers when installed, else an
-explicit softmax), so a 1024x1024 image does not need a 17 GB attention matrix.
+The middle attention uses ``F.scaled_dot_product_attention`` (the reference uses xformers
+when installed, else an explicit softmax), over at most `QUERY_CHUNK` query positions per
+call. Its 512-wide heads have no fused kernel in torch, so each call materialises its
+(queries x keys) matrix: a 256x256 latent (a 1024x1024 image) in one call asked for 16 GiB
+per sample and ran out of memory on an 141 GB H200 at batch 8 (benchmark/gpu_timings.py).
+Rows of softmax(QK^T)V are independent, so chunking the queries changes a value by float32
+rounding at most (tests/measure/models/test_diffusion.py).
 """
 
 from __future__ import annotations
@@ -60,6 +64,21 @@ class _ResnetBlock(nn.Module):
         return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + h
 
 
+#: Query positions per attention call: a (QUERY_CHUNK x keys) float32 matrix per sample,
+#: 1 GiB at a 256x256 latent.
+QUERY_CHUNK = 4096
+
+
+def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """``F.scaled_dot_product_attention(q, k, v)`` computed ``chunk`` (default `QUERY_CHUNK`)
+    query rows at a time, so memory grows with ``chunk x keys``, not ``queries x keys``."""
+    chunk = chunk or QUERY_CHUNK
+    if q.shape[-2] <= chunk:
+        return F.scaled_dot_product_attention(q, k, v)
+    return torch.cat([F.scaled_dot_product_attention(q[..., i:i + chunk, :], k, v)
+                      for i in range(0, q.shape[-2], chunk)], dim=-2)
+
+
 class _AttnBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -70,7 +89,7 @@ class _AttnBlock(nn.Module):
         b, c, h, w = x.shape
         n = self.norm(x)
         q, k, v = (m(n).reshape(b, 1, c, h * w).transpose(-1, -2) for m in (self.q, self.k, self.v))
-        out = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(c), as the reference
+        out = chunked_attention(q, k, v)  # scale 1/sqrt(c), as the reference
         return x + self.proj_out(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
