@@ -336,6 +336,8 @@ def test_the_zoo_lists_every_published_file_with_its_source(tmp_path: Path, monk
             "pulse-stylegan-ffhq-synthesis", "pulse-gaussian-fit"} <= set(ZOO)
     assert find_entry("SRFlow_CelebA_8X.pth") is ZOO["SRFlow_CelebA_8X"]
     assert all(e.urls and e.licence and e.source for e in ZOO.values())
+    assert all(e.size_cap for e in ZOO.values())  # no download without a bound
+    assert ZOO["pulse-gaussian-fit"].size_cap == 4566 and ZOO["SRFlow_DF2K_4X"].download_size is None
     monkeypatch.setenv(ENV_WEIGHTS_DIR, str(tmp_path))
     assert ZOO["SRFlow_DF2K_4X"].availability() == "fetchable"
     (tmp_path / "SRFlow_DF2K_4X.pth").write_bytes(b"x")
