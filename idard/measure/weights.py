@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -282,8 +283,8 @@ def _receive(part: _Part, url: str, target: Path, limits: TransferLimits, deadli
     if have and meta.get("validator"):
         headers["If-Range"] = meta["validator"]
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers),  # noqa: S310 - a URL the user chose
-                                          timeout=limits.stall_s)
+        request = urllib.request.Request(url, headers=headers)
+        response = urllib.request.urlopen(request, timeout=limits.stall_s)  # noqa: S310 - a URL the user chose
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # nothing left to send: whole only if the server's size is the part's
             if _range(exc.headers.get("Content-Range"))[2] == have and meta.get("total", have) == have:
@@ -440,8 +441,9 @@ def fetch(url: str, target: Path, *, sha256: str | None = None, member: str = ""
         return Fetched(target, digest, "recorded")
     if digest != expected:
         target.unlink()
-        whose = "the expected" if sha256 else (f"the one recorded at its first fetch (in {cache_dir() / RECORDED_HASHES}; "
-                                               f"remove {target.name} there if that fetch was wrong):")
+        whose = "the expected" if sha256 else (
+            f"the one recorded at its first fetch (in {cache_dir() / RECORDED_HASHES}; remove {target.name} there "
+            "if that fetch was wrong):")
         raise WeightsHashMismatch(f"{url}: SHA-256 {digest} is not {whose} {expected}; the file was deleted")
     return Fetched(target, digest, "verified")
 
@@ -457,7 +459,7 @@ def _extract(archive: Path, member: str, target: Path, url: str) -> None:
                     shutil.copyfileobj(source, out, length=1 << 20)
             except KeyError:
                 raise WeightsNotFound(f"{url}: the archive holds no {member}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
         archive.unlink(missing_ok=True)
         raise WeightsNotFound(f"{url}: not a zip archive, or a damaged one ({exc}); it was removed from the "
                               "cache") from None
