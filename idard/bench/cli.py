@@ -645,9 +645,11 @@ def _fetch_weights(name: str) -> None:
         console.print(f"downloading {url}" + (f" ({entry.member})" if entry.member else ""), highlight=False)
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), console=console, transient=not sys.stdout.isatty()) as bar:
-            task = bar.add_task(entry.file, total=entry.size)
+            task = bar.add_task(entry.file, total=entry.download_size)
             try:
-                fetch(url, entry.cached, sha256=entry.expected_sha256(), member=entry.member,
+                # the published hash only: fetch checks a recorded one itself, and says which it was
+                fetch(url, entry.cached, sha256=entry.sha256, member=entry.member, size=entry.download_size,
+                      max_size=entry.size_cap,
                       progress=lambda done, total: bar.update(task, completed=done, total=total))
                 break
             except (WeightsNotFound, OSError) as exc:
