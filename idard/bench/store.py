@@ -351,7 +351,8 @@ class RecordStore:
         """Replace one part's records in one atomic step (rename, or one PUT); an empty
         frame deletes the part. For rewrites before a run writes (`drop_records`, migrate)."""
         if records.is_empty():
-            self._fs.delete_file(part)
+            self.check_lease()
+            self.delete(part)
             return
         buffer = io.BytesIO()
         records.write_parquet(buffer)
@@ -367,21 +368,38 @@ class RecordStore:
         target = f"{self._root}/{name}"
         return self._put(target, data, partial=f"{target}.tmp")
 
+    def check_lease(self, read: bool = True) -> None:
+        """Raise `LeaseLost` if this process held the lease and may no longer write
+        (`RunLease.check`; ``read=False`` skips the GET of the lease, for a batch of
+        deletions after one full check). A store without a lease writes unchecked."""
+        if self.lease is not None:
+            self.lease.check(read=read)
+
+    def delete(self, path: str) -> None:
+        """Delete one file of the run (a replaced part, a finished manifest), checking the
+        lease's validity first; a file already gone is fine."""
+        self.check_lease(read=False)
+        try:
+            self._fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+
     def _put(self, target: str, data: bytes, partial: str) -> str:
         """Write ``data`` so that readers see all of it or nothing: one PUT on an object
         store; on a disk, ``partial`` written and fsynced, then renamed (atomic).
 
-        Checks the lease first (a holder whose lease was taken over must not write), and
+        Checks the lease as the last step before the write becomes visible (a holder
+        that may have lost its lease must not write; the later the check, the smaller the
+        window a stall can slip through, see `idard.bench.lease`), and
         turns a failed write (disk full, read-only, not a folder) into a one-line
         `StoreWriteError` naming the file; a partial file is removed, never left half.
         """
-        if self.lease is not None:
-            self.lease.check()
         try:
             if self.remote:
                 # Object stores need no folders, but hierarchical ones (HDFS, Azure with a
                 # hierarchical namespace, pyarrow's mock://) refuse a file in a missing folder.
                 self._fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+                self.check_lease()  # the last step before the PUT: see idard.bench.lease
                 with self._fs.open_output_stream(target) as stream:
                     stream.write(data)
                 return target
@@ -391,6 +409,7 @@ class RecordStore:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())  # on disk before the rename makes it visible
+                self.check_lease()  # the last step before the rename makes it visible
                 os.replace(partial, target)
             except BaseException:
                 with contextlib.suppress(OSError):
