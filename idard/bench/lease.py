@@ -206,6 +206,18 @@ def describe(holder: dict[str, Any], path: str | None = None) -> str:
     return text
 
 
+@contextlib.contextmanager
+def holding(store: RecordStore, command: str) -> Iterator[RunLease]:
+    """The lease of ``store`` for the block: the one this process holds already (a run that
+    compacts), or a new one held until the block ends (``idard-bench compact``, migrate).
+    What writes records calls this, so no command can write beside a run."""
+    if store.lease is not None and store.lease.held:
+        yield store.lease
+        return
+    with RunLease(store, command=command).hold() as lease:
+        yield lease
+
+
 class RunLease:
     """The lease on one run directory. Use `hold` (a context manager), or `acquire` and
     `release`; `check` raises `LeaseLost` once this process may no longer write."""
@@ -264,8 +276,20 @@ class RunLease:
                 self.held = True
                 self._beat = threading.Thread(target=self._heartbeat, name="idard-lease", daemon=True)
                 self._beat.start()
+                if current is not None and current.get("token"):
+                    self._fence(current["token"])
                 return
         raise LeaseHeld(f"{self.store.run_dir}: could not claim {LEASE_NAME}: other processes keep claiming it")
+
+    def _fence(self, token: str) -> None:
+        """The lease was taken over from ``token``, whose holder may be alive (stopped, not
+        dead) with a PUT in flight: parts of that token that land from now on are left
+        out by readers (`RecordStore.fence`). Released again if that cannot be written."""
+        try:
+            self.store.fence(token)
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         """Stop the heartbeat and remove the lease if it is still this process's."""

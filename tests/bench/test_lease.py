@@ -274,3 +274,26 @@ def test_a_lease_with_fields_that_are_not_numbers_is_named_and_expires(tmp_path:
     if field == "heartbeat":  # no usable heartbeat: the file's time stands in for it
         with RunLease(RecordStore(tmp_path)).hold():
             pass
+
+
+def test_a_part_that_lands_after_a_takeover_is_left_out_then_set_aside(tmp_path: Path, monkeypatch) -> None:
+    """No check can stop a PUT already past it when its holder stalls: the successor fences
+    the displaced token at takeover, so such a late part doubles no key."""
+    store = _run_store(tmp_path, "object store")
+    holder = RunLease(store, ttl=0.5, settle=0.05)
+    with holder.hold():
+        store.append(_records(0))
+        holder._stop.set()  # the holder stalls...
+        holder._beat.join()
+        time.sleep(0.6)
+        successor_store = _run_store(tmp_path, "object store")
+        with RunLease(successor_store, ttl=0.5, settle=0.05).hold():
+            monkeypatch.setattr(store, "check_lease", lambda read=True: None)  # ...after its last check
+            late = store.append(_records(1))  # its PUT lands now
+            assert successor_store.count() == 1  # the record written before the takeover only
+            assert [path for path, _ in successor_store.skipped_parts] == [late]
+            assert "taken over" in successor_store.skipped_parts[0][1]
+            successor_store.append(_records(1))  # the successor computes that key itself
+            assert successor_store.count() == 2 and successor_store.duplicate_keys().is_empty()
+            moved = successor_store.quarantine()
+            assert [Path(p).parent.name for p, _ in moved] == ["quarantine"]
