@@ -43,22 +43,33 @@ store calls before every part, table and deletion):
 * Before each part it also reads the lease (one small GET) and stops if another token is
   there (a clock far off, a lease deleted by hand).
 
+Parts are named with the holder's token (``part-<time>-<id>.<token8>.parquet``), and a
+successor that takes a lease over writes a *fence* before it plans: which parts of the
+displaced token exist at that instant (`RecordStore.fence`). Readers leave out any other
+part of that token: it landed after the takeover.
+
 What this guarantees, and what it does not:
 
-* A holder stopped (SIGSTOP, a VM pause, swap) at any instant before its last check of a
-  write never makes that write once a successor could have claimed the lease: it finds
-  the validity lapsed, reads the successor's token, and stops. Measured with
-  ``benchmark/lease_stall.py`` (10 stall-and-resume trials on an object-store path).
-* Without a conditional PUT nothing can stop a write whose last check has passed: a
-  holder stopped in the few microseconds between its check and the moment its PUT (or
-  rename) is issued, for longer than the TTL, still lands that one part after resuming.
-  Its keys are then held twice; readers count such a key once and say so
-  (`idard.bench.store.without_duplicates`).
+* A holder stopped (SIGSTOP, a VM pause, swap) past its TTL at any instant before the
+  last check of a write never makes that write once a successor could have claimed the
+  lease: it finds the validity lapsed, reads the successor's token, and stops.
+* Nothing can stop a write whose last check has passed (there is no conditional PUT): a
+  holder stopped between its check and its PUT (or rename) lands that one part after
+  resuming. The fence makes that part invisible, so no key is held twice: the successor,
+  which planned without it, computes its keys, and its next run sets the part aside in
+  ``records/quarantine/``. Measured with ``benchmark/lease_stall.py``: 10
+  stall-and-resume trials on an object-store path, 0 duplicate keys.
+* Deletions and rewrites in place (compaction's removal of replaced parts,
+  ``--retry-errors``) are checked the same way but cannot be fenced: one that was past its
+  check when its holder stopped still happens. Compaction's deletions are harmless then
+  (their records are in a compacted part written, and checked, before them); a late
+  rewrite drops records the successor then lacks until its next run computes them.
 * Object-store claims: a claimant that stalls more than ``settle`` between reading a
   stale lease and writing its claim can overwrite a claim already verified; the
   displaced one stops at its next check (its token is gone).
-* It needs read-after-write consistency (S3 and GCS have it), and hosts whose clocks
-  differ by less than ``ttl / 4`` (a successor judges expiry by its own clock).
+* It needs read-after-write consistency for objects and listings (S3 and GCS have it),
+  and hosts whose clocks differ by less than ``ttl / 4`` (a successor judges expiry by
+  its own clock).
 """
 
 from __future__ import annotations
@@ -276,7 +287,7 @@ class RunLease:
                 self.held = True
                 self._beat = threading.Thread(target=self._heartbeat, name="idard-lease", daemon=True)
                 self._beat.start()
-                if current is not None and current.get("token"):
+                if current is not None and current.get("token") and not self._dead(current):
                     self._fence(current["token"])
                 return
         raise LeaseHeld(f"{self.store.run_dir}: could not claim {LEASE_NAME}: other processes keep claiming it")
@@ -327,8 +338,10 @@ class RunLease:
 
     def is_stale(self, holder: dict[str, Any]) -> bool:
         """Expired, or held by a process of this host that no longer runs."""
-        if _now() - holder["heartbeat"] > holder["ttl"]:
-            return True
+        return _now() - holder["heartbeat"] > holder["ttl"] or self._dead(holder)
+
+    def _dead(self, holder: dict[str, Any]) -> bool:
+        """Held by a process of this host that no longer runs (it can write nothing more)."""
         pid = holder.get("pid")
         return holder.get("host") == self.host and isinstance(pid, int) and not _pid_alive(pid)
 

@@ -319,18 +319,16 @@ class RecordStore:
         readers leave out any part of it that lands later."""
         return f".{self.lease.token[:8]}" if self.lease is not None else ""
 
-    def fence(self, token: str) -> str | None:
+    def fence(self, token: str) -> str:
         """After taking over the lease of ``token``: record which of its parts exist now
         (``records/fence-<token8>.json``), so that a part its displaced holder lands later
         (a PUT in flight when it stalled) is left out by readers instead of doubling keys
-        the successor computes. Returns the fence's path (None: no such parts)."""
+        the successor computes. Written even when it lists no part: the displaced
+        holder's first PUT may be the one in flight. Returns the fence's path."""
         writer = token[:8]
-        selector = pyarrow.fs.FileSelector(self.records_dir, allow_not_found=True)
-        names = sorted(Path(i.path).name for i in self._fs.get_file_info(selector)
-                       if i.type == pyarrow.fs.FileType.File and Path(i.path).name.startswith("part-")
-                       and Path(i.path).name.endswith(".parquet") and part_writer(Path(i.path).name) == writer)
-        if not names:
-            return None
+        # Complete, readable parts only: a part being written when its holder stopped (a
+        # file already there on a filesystem, not yet whole) must not be let in by name.
+        names = sorted(name for name in (Path(p).name for p in self._listed_parts()) if part_writer(name) == writer)
         target = f"{self.records_dir}/{FENCE_PREFIX}{writer}.json"
         body = json.dumps({"writer": writer, "parts": names,
                            "created": dt.datetime.now(dt.timezone.utc).isoformat()}).encode()

@@ -297,3 +297,24 @@ def test_a_part_that_lands_after_a_takeover_is_left_out_then_set_aside(tmp_path:
             assert successor_store.count() == 2 and successor_store.duplicate_keys().is_empty()
             moved = successor_store.quarantine()
             assert [Path(p).parent.name for p, _ in moved] == ["quarantine"]
+
+
+def test_a_part_half_written_when_its_holder_stalled_is_not_let_in_by_the_fence(tmp_path: Path) -> None:
+    """On a filesystem a PUT's file can be there before it is whole: the fence lists only
+    whole parts, so the one completed after the takeover stays out."""
+    store = _run_store(tmp_path, "object store")
+    holder = RunLease(store, ttl=0.5, settle=0.05)
+    with holder.hold():
+        holder._stop.set()  # the holder stalls mid-PUT, before its first part is whole
+        holder._beat.join()
+        in_flight = tmp_path / "run" / "records" / f"part-20990101T000000000000-inflight{store.writer_suffix()}.parquet"
+        in_flight.parent.mkdir(parents=True, exist_ok=True)
+        in_flight.write_bytes(b"")
+        time.sleep(0.6)
+        successor_store = _run_store(tmp_path, "object store")
+        with RunLease(successor_store, ttl=0.5, settle=0.05).hold():
+            scratch = RecordStore(tmp_path / "scratch")
+            whole = Path(scratch.append(_records(0))).read_bytes()  # a whole part of the store's schema
+            in_flight.write_bytes(whole)  # the PUT completes after the takeover
+            assert successor_store.count() == 0
+            assert [path for path, _ in successor_store.skipped_parts] == [str(in_flight)]
