@@ -578,6 +578,8 @@ def compact(
         store = RecordStore(run_dir)
         with RunLease(store, command="compact").hold():  # never beside a run writing the same directory
             result = compact_store(store, target_mb=target_mb)
+        for path, why in result.set_aside:
+            err_console.print(f"moved {path} to quarantine: {why}", highlight=False, markup=False, soft_wrap=True)
         console.print(f"{result.parts_before} parts -> {result.parts_after}: {result.rewritten} rewritten as "
                       f"{result.written} ({result.records} records) in {result.seconds:.1f} s"
                       + (f"; finished {result.recovered} interrupted compaction(s)" if result.recovered else ""),
