@@ -111,7 +111,7 @@ def _to_rgb(array: np.ndarray, max_value: float) -> np.ndarray:
     """
     x = array[:, :, None] if array.ndim == 2 else array
     if x.ndim != 3:
-        raise ImageError(f"a {array.ndim}-D array of shape {array.shape} is not an image")
+        raise ValueError(f"a {array.ndim}-D array of shape {array.shape} is not an image")  # named by decode_image
     x = x[:, :, :1] if x.shape[2] in (1, 2) else x[:, :, :3]  # grey (+ alpha) | RGB (+ alpha dropped)
     rgb = np.empty((x.shape[0], x.shape[1], 3), np.float32)
     # float32 arithmetic, as x.astype(float32) / float32(max_value) is; grey broadcasts to 3
@@ -153,8 +153,8 @@ def _check_tiff_page(page: "tifffile.TiffPage") -> None:
 
 
 def _read_tiff(raw: bytes) -> tuple[np.ndarray, int] | None:
-    """The first page of a TIFF (pages after it are never decoded, nor their headers read),
-    or None for a sample type that Pillow decodes instead."""
+    """The first page of a TIFF (pages after it are never decoded), or None for a sample
+    type that Pillow decodes instead."""
     import tifffile
 
     with tifffile.TiffFile(io.BytesIO(raw)) as tif:
@@ -169,9 +169,8 @@ def _read_tiff(raw: bytes) -> tuple[np.ndarray, int] | None:
 def _interleaved(data: np.ndarray, shaped: tuple[int, ...]) -> np.ndarray:
     """(H, W, samples) of a page, whether its samples are stored interleaved or as planes
     (``PlanarConfiguration`` 2, which tifffile returns as (samples, H, W))."""
-    planes, _, height, width, samples = shaped  # (separate samples, depth, length, width, contig samples)
-    data = data.reshape(shaped)[:, 0]
-    return np.moveaxis(data[..., 0], 0, -1) if planes > 1 else data[0]
+    data = data.reshape(shaped)[:, 0]  # shaped: (separate samples, depth 1, length, width, contig samples)
+    return np.moveaxis(data[..., 0], 0, -1) if shaped[0] > 1 else data[0]
 
 
 def _read_with_pillow(data: bytes) -> tuple[np.ndarray, float, int]:
