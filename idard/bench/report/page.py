@@ -234,15 +234,14 @@ def write_html_report(run_dir: str, report: Any, records: pl.LazyFrame, path: st
     """Write the page for ``report`` (a `idard.bench.report.reduce.Report`) of ``run_dir``; returns
     where. ``path`` defaults to ``report.html`` in the run directory. Its tables are the
     report's `table_models`, as every other format shows them."""
-    import yaml
-
     from idard.bench.checks import checks_of_run, evaluate_checks, read_run_file, summary_lines
+    from idard.bench.safe_yaml import load_yaml
     from idard.bench.store import RecordStore
 
     checks, name = checks_of_run(run_dir)
     results = evaluate_checks(checks, report.table, records)
     try:
-        suite = yaml.safe_load(read_run_file(run_dir, "suite.yaml")) or {}
+        suite = load_yaml(read_run_file(run_dir, "suite.yaml")) or {}
     except (FileNotFoundError, OSError):
         suite = {}
     models = table_models(report)
