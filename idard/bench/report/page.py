@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from idard.bench.report.grid import grid_html, sample_grid
+from idard.bench.report.grid import GridOptions, grid_html
 
 
 
@@ -220,8 +220,7 @@ def render_page(title: str, description: str, table: pl.DataFrame, checks_html: 
 
 
 def write_html_report(run_dir: str, report: Any, records: pl.LazyFrame, path: str | Path | None = None, *,
-                      grid_images: int = 2, grid_samples: int = 3,
-                      log: Callable[[str], None] = print) -> str:
+                      grid: GridOptions = GridOptions(), log: Callable[[str], None] = print) -> str:
     """Write the page for ``report`` (a `idard.bench.report.reduce.Report`) of ``run_dir``; returns
     where. ``path`` defaults to ``report.html`` in the run directory."""
     import yaml
@@ -235,11 +234,10 @@ def write_html_report(run_dir: str, report: Any, records: pl.LazyFrame, path: st
         suite = yaml.safe_load(read_run_file(run_dir, "suite.yaml")) or {}
     except (FileNotFoundError, OSError):
         suite = {}
-    grid_rows, note = sample_grid(run_dir, report.table, records, grid_images, grid_samples, log)
     page = render_page(
         f"IDA-RD report: {name or suite.get('name') or run_dir}", str(suite.get("description", "")), report.table,
         _checks_html(results, summary_lines(results) if results else []), bar_charts(report.table),
-        ladder_plots(checks, report.table), grid_html(grid_rows, note))
+        ladder_plots(checks, report.table), grid_html(run_dir, report.table, records, grid, log))
     if path is None:
         return RecordStore(run_dir).write_text("report.html", page)
     target = Path(path)
