@@ -133,3 +133,21 @@ def test_each_image_is_recomputed_in_one_batched_unit_and_never_twice(run_dir: P
     assert samples._worker.units_done == 1
     assert len(first.sr) == 4 and all(r.equal for r in first.records + again.records)
     np.testing.assert_array_equal(first.sr[("bicubic", 2)], again.sr[("bicubic", 2)])
+
+
+def test_a_page_built_again_reads_the_samples_it_recomputed_before(run_dir: Path, tmp_path: Path) -> None:
+    """The disk cache is keyed by record key and HR file: a second build draws nothing."""
+    from idard.bench.report.reduce import scan_records
+    from idard.bench.report.samples import RunSamples
+
+    ids, cache = ["bicubic", "nearest"], tmp_path / "cache"
+    first = RunSamples(str(run_dir), scan_records(run_dir), cache=cache).recompute(
+        "img002", "srflow-tiny-4x", ids, ["lpips-alex"], [0, 1])
+    again_samples = RunSamples(str(run_dir), scan_records(run_dir), cache=cache)
+    again = again_samples.recompute("img002", "srflow-tiny-4x", ids, ["lpips-alex"], [0, 1])
+    assert again_samples._worker is None and len(list(cache.iterdir())) == 4
+    assert [r.value for r in again.records] == [r.value for r in first.records] and all(r.equal for r in again.records)
+    np.testing.assert_array_equal(again.hr, first.hr)
+    for key, pixels in first.sr.items():
+        np.testing.assert_array_equal(again.sr[key], pixels)
+    np.testing.assert_array_equal(again.lr["nearest"], first.lr["nearest"])

@@ -27,6 +27,7 @@ import html
 import io
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -305,6 +306,14 @@ def _errors_html(errors: pl.DataFrame) -> str:
             f"{items}{f'<li>… and {more} more (run.json lists them all)</li>' if more > 0 else ''}</ul>")
 
 
+def _cache_folder(run_dir: str) -> Path | None:
+    """Where recomputed samples are kept between reports: beside the records of a run on
+    this disk (none for an object-store run)."""
+    from idard.bench.store import is_uri
+
+    return None if is_uri(str(run_dir)) else Path(str(run_dir)) / "cache" / "samples"
+
+
 def grid_html(run_dir: str, table: pl.DataFrame, records: pl.LazyFrame, options: GridOptions = GridOptions(),
               log: Callable[[str], None] = print) -> str:
     """The sample grid as one self-contained HTML fragment (its own CSS, images embedded);
@@ -319,7 +328,7 @@ def grid_html(run_dir: str, table: pl.DataFrame, records: pl.LazyFrame, options:
         return note("a full-reference run draws no SR samples: no sample grid")
     errors = _errors_html(_error_images(records, model))
     images, downscalers, seeds, notes = _choose(records, table, model, metric, options)
-    samples = RunSamples(run_dir, records, options.sources, device=options.device)
+    samples = RunSamples(run_dir, records, options.sources, device=options.device, cache=_cache_folder(run_dir))
     lead = (f"{model}, {metric}: samples recomputed from their seeds on the run's worker path; "
             f"{samples.origin}; a file is shown only if its SHA-256 is the records' hr_sha256. "
             "Each SR tile shows its recomputed value and whether it equals the record exactly."

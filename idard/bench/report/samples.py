@@ -104,8 +104,9 @@ class RunSamples:
     computed once per instance (a cache by record key), whoever asks for it."""
 
     def __init__(self, run_dir: str, records: pl.LazyFrame, images: Sequence[str] = (), *,
-                 device: str | None = None) -> None:
+                 device: str | None = None, cache: Path | None = None) -> None:
         self.run_dir = str(run_dir)
+        self.disk = SampleCache(cache) if cache is not None else None
         self.records = records
         document = _suite_document(self.run_dir)
         self.specs = _specs(document, self.run_dir)
@@ -180,7 +181,13 @@ class RunSamples:
             why = self._hash_mismatch(ref.location, _sha256_hex(data), stored)
         if why is not None:
             return ImageSamples(image, self._pair(image, model, downscalers, metrics, seeds, stored), why=why)
-        self._compute_missing(ref, data, model, downscalers, metrics, seeds)
+        sha = _sha256_hex(data)
+        if self.disk is not None:
+            self._load_cached(ref, data, sha, model, downscalers, metrics, seeds)
+        fresh = self._compute_missing(ref, data, model, downscalers, metrics, seeds)
+        if self.disk is not None:
+            for key in fresh:
+                self.disk.save(sha, key, *self._cache[key])
         return self._collect(image, model, downscalers, metrics, seeds, stored, ref.location)
 
     @staticmethod
@@ -204,7 +211,7 @@ class RunSamples:
             if todo:
                 items.append(Item(downscaler, todo, tuple(metrics)))
         if not items:
-            return
+            return []
         kept: list = []
         unit = WorkUnit(image=ref, model=model, items=tuple(items), specs=self.specs)
         frame = self._worker_for().run(unit, data, keep=kept)
@@ -212,10 +219,33 @@ class RunSamples:
             self._hr[(ref.name, model)] = drawn.hr
             for seed, pixels in drawn.sr.items():
                 self._cache[(ref.name, model, drawn.downscaler, seed)] = (drawn.lr, pixels, {})
+        fresh = []
         for row in frame.select(*KEY_COLUMNS, "value", "error", "weights_hash").iter_rows(named=True):
             key = (ref.name, model, row["downscaler"], int(row["seed"]))
             entry = self._cache.setdefault(key, (None, None, {}))
             entry[2][row["metric"]] = (row["value"], row["error"], row["weights_hash"])
+            fresh.append(key)
+        return list(dict.fromkeys(fresh))
+
+    def _load_cached(self, ref: Any, data: bytes, sha: str, model: str, downscalers: Sequence[str],
+                     metrics: Sequence[str], seeds: Sequence[int]) -> None:
+        """Samples a previous report computed from this very file, model and code; the HR
+        image is decoded and cropped as the worker does (the same two functions)."""
+        from idard.measure.images import crop_to_multiple, decode_image
+
+        for downscaler in downscalers:
+            for seed in seeds:
+                key = (ref.name, model, downscaler, int(seed))
+                if self._cached(*key, metrics):
+                    continue
+                entry = self.disk.load(sha, key)
+                if entry is None or not all(m in entry[2] for m in metrics):
+                    continue
+                self._cache[key] = entry
+                if (ref.name, model) not in self._hr and entry[0] is not None and entry[1] is not None:
+                    scale = entry[1].shape[0] // entry[0].shape[0]
+                    hr = decode_image(data, name=ref.name, source=ref.location)
+                    self._hr[(ref.name, model)] = crop_to_multiple(hr, scale).pixels
 
     def _cached(self, image: str, model: str, downscaler: str, seed: int, metrics: Sequence[str]) -> bool:
         entry = self._cache.get((image, model, downscaler, seed))
@@ -253,6 +283,55 @@ class RunSamples:
             found.notes.append(f"the model's weights here (SHA-256 {', '.join(sorted(h[:12] for h in ours))}…) are "
                                f"not the records' ({', '.join(sorted(h[:12] for h in theirs))}…): values will differ")
         return found
+
+
+class SampleCache:
+    """Recomputed samples on disk, one file per record key (image, downscaler, model, seed)
+    and HR file (SHA-256) and code version: a report built again (another crop, another
+    downscaler) computes only what it has not shown before. The pixels are 8-bit, so PNG-
+    free ``uint8`` arrays keep them exactly; ``explain`` never reads this cache."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def _path(self, sha: str, key: tuple[str, str, str, int]) -> Path:
+        import json
+
+        from idard.provenance import process_code_version
+
+        text = json.dumps([*key, sha, process_code_version()])
+        return self.folder / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.npz"
+
+    def load(self, sha: str, key: tuple[str, str, str, int]) -> tuple | None:
+        import json
+
+        path = self._path(sha, key)
+        try:
+            with np.load(path) as held:
+                values = {m: tuple(v) for m, v in json.loads(str(held["values"])).items()}
+                lr = held["lr"].astype(np.float32) / np.float32(255) if held["lr"].size else None
+                sr = held["sr"].astype(np.float32) / np.float32(255) if held["sr"].size else None
+        except (OSError, KeyError, ValueError):
+            return None
+        return lr, sr, values
+
+    def save(self, sha: str, key: tuple[str, str, str, int], lr: np.ndarray | None, sr: np.ndarray | None,
+             values: dict[str, tuple]) -> None:
+        import json
+        import os
+
+        from idard.measure.images import to_uint8
+
+        path = self._path(sha, key)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            empty = np.zeros(0, np.uint8)
+            np.savez(temporary, lr=to_uint8(lr) if lr is not None else empty,
+                     sr=to_uint8(sr) if sr is not None else empty, values=json.dumps(values))
+            os.replace(temporary, path)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
 
 
 def difference_map(hr: np.ndarray, sr: np.ndarray) -> np.ndarray:
