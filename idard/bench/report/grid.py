@@ -217,7 +217,8 @@ def _tile(uri: str, label: str, badge: str = "", css: str = "") -> str:
 def _colour_bar(top: float) -> str:
     stops = ", ".join(f"rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f}) {p * 100:.0f}%"
                       for p, (r, g, b) in zip(np.linspace(0, 1, 11), _inferno(np.linspace(0, 1, 11))))
-    ticks = "".join(f"<span style='left:{p * 100:.0f}%'>{p * top:.3g}</span>" for p in (0, 0.25, 0.5, 0.75, 1))
+    ticks = "".join(f"<span style='left:{p * 100:.0f}%'>{'≥ ' if p == 1 else ''}{p * top:.3g}</span>"
+                    for p in (0, 0.25, 0.5, 0.75, 1))
     return (f"<div id=sample-grid-colourbar class=sg-bar><div class=sg-bar-title>difference maps: |SR − HR| "
             f"averaged over R, G, B (pixel values 0–1), one scale for every map on this page</div>"
             f"<div class=sg-ramp style='background:linear-gradient(to right, {stops})'></div>"
@@ -349,10 +350,12 @@ def grid_html(run_dir: str, table: pl.DataFrame, records: pl.LazyFrame, options:
             item.scale = found.hr.shape[0] // lr.shape[0] if lr is not None else 1
             item.crop = _crop_for(found, item.scale, options)
         shown.append(item)
-        log(f"grid: {image}: {len(found.sr)} samples recomputed" + (f" ({found.why})" if found.why else ""))
+        log(f"grid: {image}: {len(found.sr)} samples shown, {samples.computed} recomputed so far"
+            + (f" ({found.why})" if found.why else ""))
     crops = [difference_map(i.found.hr[i.crop.y:i.crop.y + i.crop.size, i.crop.x:i.crop.x + i.crop.size],
                             sr[i.crop.y:i.crop.y + i.crop.size, i.crop.x:i.crop.x + i.crop.size])
              for i in shown if i.crop is not None for sr in i.found.sr.values()]
-    top = _nice_ceiling(float(np.percentile(np.concatenate([c.ravel() for c in crops]), 99.5))) if crops else 0.1
+    # the 98th percentile, so a few extreme pixels (nearest's blocks) do not darken every map
+    top = _nice_ceiling(float(np.percentile(np.concatenate([c.ravel() for c in crops]), 98))) if crops else 0.1
     body = (_colour_bar(top) if crops else "") + "".join(_image_block(i, downscalers, seeds, top) for i in shown)
     return note(lead, body + errors)

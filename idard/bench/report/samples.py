@@ -126,6 +126,7 @@ class RunSamples:
         self._worker: Any = None
         self._cache: dict[tuple[str, str, str, int], tuple[np.ndarray, np.ndarray | None, dict[str, tuple]]] = {}
         self._hr: dict[tuple[str, str], np.ndarray] = {}
+        self.computed = 0  # samples drawn by the model (not read from the cache)
 
     # ------------------------------------------------------------------ images
 
@@ -225,7 +226,9 @@ class RunSamples:
             entry = self._cache.setdefault(key, (None, None, {}))
             entry[2][row["metric"]] = (row["value"], row["error"], row["weights_hash"])
             fresh.append(key)
-        return list(dict.fromkeys(fresh))
+        fresh = list(dict.fromkeys(fresh))
+        self.computed += len(fresh)
+        return fresh
 
     def _load_cached(self, ref: Any, data: bytes, sha: str, model: str, downscalers: Sequence[str],
                      metrics: Sequence[str], seeds: Sequence[int]) -> None:
