@@ -76,14 +76,16 @@ def _sha256_hex(data: bytes) -> str:
 
 
 def _suite_document(run_dir: str) -> dict[str, Any]:
-    """The run directory's ``suite.yaml`` as a mapping; empty when it has none."""
+    """The run directory's ``suite.yaml`` as a mapping (through the bounded loader: a
+    received run directory is not trusted); empty when it has none or it is refused."""
     import yaml
 
     from idard.bench.checks import read_run_file
+    from idard.bench.safe_yaml import load_yaml
 
     try:
-        document = yaml.safe_load(read_run_file(run_dir, "suite.yaml"))
-    except (FileNotFoundError, OSError):
+        document = load_yaml(read_run_file(run_dir, "suite.yaml"))
+    except (FileNotFoundError, OSError, ValueError, yaml.YAMLError):
         return {}
     return document if isinstance(document, dict) else {}
 
