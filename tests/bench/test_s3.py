@@ -1,0 +1,134 @@
+"""Runs against a real S3 API on 127.0.0.1 (moto's server, `tests/s3server.py`), reached
+the way users reach MinIO, R2 or Ceph: the AWS variables plus ``AWS_ENDPOINT_URL``.
+
+Every command runs as a user runs it, ``idard-bench`` in its own process; the suites are
+tiny (48 px crops, 2 samples) and most use the ``latency`` model and PSNR, so a test pays
+for Ray and HTTP, not for SR. What is under test is the object-store path: listing and
+reading images, one PUT per part, the lease by write-wait-verify, compaction by manifest,
+and one clear line for each way a store can fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from idard.measure.records import KEY_COLUMNS
+from tests.bench.conftest import write_crops
+from tests.s3server import Outage, S3Server, s3_server, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+#: A fast model (sleeps, then upsamples) and metric: the store is under test, not SR.
+FAST = "models: ['latency(ms=50)']\nmetrics: [psnr]\n"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One server for the module (each test uses its own bucket); stopped at the end."""
+    with s3_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture()
+def bucket(s3: S3Server, request: pytest.FixtureRequest) -> str:
+    name = request.node.name.lower().replace("_", "-")[:50].strip("-")
+    s3.make_bucket(name)
+    return name
+
+
+def _env(s3: S3Server, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, **s3.env(), "PYTHONPATH": str(REPO), "IDARD_WEIGHTS_DIR": str(tmp_path / "cache"),
+            **extra}
+
+
+def _cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "idard.bench.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _suite(folder: Path, images: str, downscalers: str = "[bicubic, nearest]", body: str = FAST,
+           samples: int = 2) -> Path:
+    path = folder / "suite.yaml"
+    path.write_text(f"name: s3\nimages: ['{images}']\ndownscalers: {downscalers}\n{body}samples: {samples}\n")
+    return path
+
+
+def _records(s3: S3Server, uri: str, tmp_path: Path) -> pl.DataFrame:
+    """The run's records as a reader sees them (through idard's own store, from S3)."""
+    os.environ.update(s3.env())  # this process reads the store the way the CLI does
+    from idard.bench.store import RecordStore
+
+    return RecordStore(uri).scan().collect()
+
+
+def _exactly_once(records: pl.DataFrame, expected: int) -> None:
+    keys = records.select(KEY_COLUMNS)
+    assert keys.height == expected, f"{keys.height} records, expected {expected}"
+    assert keys.unique().height == expected, "a key is held twice"
+
+
+def _upload_crops(s3: S3Server, tmp_path: Path, bucket: str, count: int = 2) -> str:
+    write_crops(tmp_path / "hr", count)
+    s3.upload(tmp_path / "hr", f"s3://{bucket}/hr/")
+    return f"s3://{bucket}/hr/"
+
+
+def _one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """The command failed with one line naming what is wrong (no traceback)."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+# ---------------------------------------------------------------------------------- runs
+def test_a_run_reads_images_from_s3_and_writes_its_run_directory_there(s3: S3Server, bucket: str,
+                                                                        tmp_path: Path) -> None:
+    images = _upload_crops(s3, tmp_path, bucket)
+    suite = _suite(tmp_path, images)
+    out = f"s3://{bucket}/runs/x"
+    env = _env(s3, tmp_path)
+    first = _cli("run", "--suite", str(suite), "--out", out, "--workers", "1", "--flush-records", "2",
+                 "--bootstrap", "100", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "8 tasks to compute (0 of 8 already in the store)" in first.stdout
+    keys = s3.keys(f"s3://{bucket}/runs/x/")
+    parts = sum(k.startswith("runs/x/records/part-") for k in keys)
+    assert parts == 2  # one part per work unit (image x model: 4 records) at --flush-records 2
+    assert {"runs/x/run.json", "runs/x/suite.yaml", "runs/x/ida_rd.md"} <= set(keys)
+    assert "runs/x/lease.json" not in keys, "the lease is released when the run ends"
+    _exactly_once(_records(s3, out, tmp_path), 8)
+    run_json = json.loads(s3.client().get_object(Bucket=bucket, Key="runs/x/run.json")["Body"].read())
+    assert len(run_json["runs"]) == 1 and run_json["suite_hash"]
+
+    again = _cli("run", "--suite", str(suite), "--out", out, "--workers", "1", "--bootstrap", "100", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "0 tasks to compute" in again.stdout or "nothing to compute" in again.stdout.lower(), again.stdout
+
+    status = _cli("status", "--suite", str(suite), "--out", out, env=env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "8/8 records done" in status.stdout
+
+    report = _cli("report", out, "--html", env=env)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "report.html" in " ".join(s3.keys(f"s3://{bucket}/runs/x/"))
+
+    compact = _cli("compact", out, env=env)
+    assert compact.returncode == 0, compact.stdout + compact.stderr
+    assert f"{parts} parts -> 1" in compact.stdout
+    parts = [k for k in s3.keys(f"s3://{bucket}/runs/x/records/") if k.rsplit("/", 1)[-1].startswith("part-")]
+    assert len(parts) == 1, parts
+    _exactly_once(_records(s3, out, tmp_path), 8)
