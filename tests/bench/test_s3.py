@@ -132,3 +132,113 @@ def test_a_run_reads_images_from_s3_and_writes_its_run_directory_there(s3: S3Ser
     parts = [k for k in s3.keys(f"s3://{bucket}/runs/x/records/") if k.rsplit("/", 1)[-1].startswith("part-")]
     assert len(parts) == 1, parts
     _exactly_once(_records(s3, out, tmp_path), 8)
+
+
+def _start(suite: Path, out: str, env: dict[str, str], *extra: str) -> subprocess.Popen:
+    """``idard-bench run`` in its own session, so the test can end whatever Ray it left."""
+    command = [sys.executable, "-m", "idard.bench.cli", "run", "--suite", str(suite), "--out", out,
+               "--workers", "1", "--flush-records", "1", "--bootstrap", "100", *extra]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _end_session(process: subprocess.Popen) -> None:
+    """SIGKILL whatever is left of a run's session (its Ray processes): the test's own."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def _parts(s3: S3Server, uri: str) -> list[str]:
+    return [k for k in s3.keys(f"{uri}/records/") if k.rsplit("/", 1)[-1].startswith("part-")]
+
+
+def test_a_second_run_on_the_same_prefix_stops_naming_the_holder(s3: S3Server, bucket: str,
+                                                                 tmp_path: Path) -> None:
+    suite = _suite(tmp_path, _upload_crops(s3, tmp_path, bucket))
+    out = f"s3://{bucket}/runs/x"
+    env = _env(s3, tmp_path)
+    first = _start(suite, out, env)
+    try:
+        wait_for(lambda: "runs/x/lease.json" in s3.keys(f"s3://{bucket}/runs/x/") or first.poll() is not None,
+                 120, "the first run's lease")
+        assert first.poll() is None, first.communicate()
+        started = time.monotonic()
+        second = _cli("run", "--suite", str(suite), "--out", out, env=env)
+        seconds = time.monotonic() - started
+    finally:
+        _end_session(first)
+    line = _one_line_error(second, f"{out} is in use by another run", f"pid {first.pid} on ")
+    assert second.returncode == 2, line
+    print(f"second run stopped in {seconds:.1f} s: {line}")
+
+
+def test_a_driver_killed_mid_run_resumes_with_no_key_lost_or_doubled(s3: S3Server, bucket: str,
+                                                                     tmp_path: Path) -> None:
+    suite = _suite(tmp_path, _upload_crops(s3, tmp_path, bucket, count=4), body=FAST.replace("ms=50", "ms=400"))
+    out = f"s3://{bucket}/runs/x"
+    env = _env(s3, tmp_path)
+    first = _start(suite, out, env)
+    try:
+        wait_for(lambda: _parts(s3, out) or first.poll() is not None, 240, "the first part")
+        os.kill(first.pid, signal.SIGKILL)  # the driver alone, as a crash or an OOM kill does
+    finally:
+        _end_session(first)
+    before = _records(s3, out, tmp_path).height
+    assert 0 < before < 16, f"the kill came too late to test anything ({before} records)"
+    assert "runs/x/lease.json" in s3.keys(f"s3://{bucket}/runs/x/"), "a killed driver leaves its lease"
+
+    started = time.monotonic()
+    resumed = _cli("run", "--suite", str(suite), "--out", out, "--workers", "1", "--bootstrap", "100", env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{16 - before} tasks to compute ({before} of 16 already in the store)" in resumed.stdout
+    _exactly_once(_records(s3, out, tmp_path), 16)
+    print(f"killed after {before} of 16 records; resume took {time.monotonic() - started:.0f} s, "
+          f"computed {16 - before}, 0 lost, 0 doubled")
+
+
+# -------------------------------------------------------------------------- store faults
+def test_wrong_or_missing_credentials_and_a_missing_bucket_each_give_one_clear_line(
+        s3: S3Server, bucket: str, tmp_path: Path) -> None:
+    suite = _suite(tmp_path, _upload_crops(s3, tmp_path, bucket))
+    out = f"s3://{bucket}/runs/x"
+    wrong_secret = _cli("run", "--suite", str(suite), "--out", out,
+                        env=_env(s3, tmp_path, AWS_SECRET_ACCESS_KEY="not-the-secret"), timeout=120)
+    print(_one_line_error(wrong_secret, out, "access denied: check the credentials", s3.endpoint))
+    wrong_key = _cli("run", "--suite", str(suite), "--out", out,
+                     env=_env(s3, tmp_path, AWS_ACCESS_KEY_ID="AKIANOBODY"), timeout=120)
+    print(_one_line_error(wrong_key, out, "access denied: check the credentials"))
+    missing = {k: v for k, v in _env(s3, tmp_path).items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    no_credentials = _cli("run", "--suite", str(suite), "--out", out, env=missing, timeout=120)
+    print(_one_line_error(no_credentials, out, "no credentials: set AWS_ACCESS_KEY_ID"))
+    no_bucket = _cli("run", "--suite", str(suite), "--out", "s3://no-such-bucket/runs/x",
+                     env=_env(s3, tmp_path), timeout=120)
+    print(_one_line_error(no_bucket, "s3://no-such-bucket/runs/x", "the bucket does not exist"))
+    assert s3.keys(out) == [], "nothing was written with bad credentials"
+
+
+def test_the_server_going_down_mid_run_stops_it_with_one_line_and_loses_nothing_flushed(
+        s3: S3Server, bucket: str, tmp_path: Path) -> None:
+    suite = _suite(tmp_path, _upload_crops(s3, tmp_path, bucket, count=4), body=FAST.replace("ms=50", "ms=400"))
+    out = f"s3://{bucket}/runs/x"
+    outage = Outage(s3.port)
+    run = _start(suite, out, _env(s3, tmp_path, AWS_ENDPOINT_URL=outage.endpoint))
+    try:
+        wait_for(lambda: _parts(s3, out) or run.poll() is not None, 240, "the first part")
+        outage.down()
+        flushed = set(_parts(s3, out))
+        stdout, stderr = run.communicate(timeout=240)
+    finally:
+        _end_session(run)
+        outage.down()
+    result = subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr)
+    print(_one_line_error(result, out, "cannot reach the object store", outage.endpoint))
+    assert flushed <= set(_parts(s3, out)), "a flushed part was lost"
+    before = _records(s3, out, tmp_path).height
+    resumed = _cli("run", "--suite", str(suite), "--out", out, "--workers", "1", "--bootstrap", "100",
+                   env=_env(s3, tmp_path))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"({before} of 16 already in the store)" in resumed.stdout
+    _exactly_once(_records(s3, out, tmp_path), 16)
