@@ -10,6 +10,7 @@ and one clear line for each way a store can fail.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -242,3 +243,36 @@ def test_the_server_going_down_mid_run_stops_it_with_one_line_and_loses_nothing_
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"({before} of 16 already in the store)" in resumed.stdout
     _exactly_once(_records(s3, out, tmp_path), 16)
+
+
+# ------------------------------------------------------------------------------- weights
+def test_weights_named_by_an_s3_uri_are_copied_into_the_cache_and_hash_checked(s3: S3Server, bucket: str,
+                                                                               tmp_path: Path) -> None:
+    from idard.measure.weights import KNOWN_SHA256
+
+    embedded = REPO / "idard" / "weights" / "srflow-tiny-4x.safetensors"
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / embedded.name).write_bytes(embedded.read_bytes())
+    s3.upload(tmp_path / "w", f"s3://{bucket}/weights/")
+    suite = _suite(tmp_path, f"s3://{bucket}/hr/", body=(
+        f"models: [\"srflow(weights='s3://{bucket}/weights/{embedded.name}', config=TINY_4X, heat=0.7)\"]\n"
+        "metrics: [psnr]\n"))
+    env = _env(s3, tmp_path)
+    first = _cli("weights", "--suite", str(suite), env=env, timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    cached = tmp_path / "cache" / embedded.name
+    assert cached.read_bytes() == embedded.read_bytes()
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == KNOWN_SHA256[embedded.name]
+    assert "verified" in first.stdout and "MISMATCH" not in first.stdout
+
+    # The object is replaced under the same name: the cache must not keep serving the old copy.
+    time.sleep(1.1)  # a new modification time, as any later upload has
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(embedded), tmp_path / "w" / embedded.name, metadata={"retrained": "yes"})
+    changed = (tmp_path / "w" / embedded.name).read_bytes()
+    s3.upload(tmp_path / "w", f"s3://{bucket}/weights/")
+    second = _cli("weights", "--suite", str(suite), env=env, timeout=120)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "MISMATCH" in second.stdout
+    assert cached.read_bytes() == changed
