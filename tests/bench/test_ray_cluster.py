@@ -27,6 +27,7 @@ import pytest
 from idard.bench.store import RecordStore
 from idard.measure.records import KEY_COLUMNS
 from tests.bench.conftest import write_crops
+from tests.netns import isolated
 from tests.s3server import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,9 +38,10 @@ def _ray_env(**extra: str) -> dict[str, str]:
     """``ray start``'s environment: token auth off (Ray Jobs need it), this checkout's idard
     importable by the workers.
 
-    Not yet loopback-only: with ``--node-ip-address 127.0.0.1`` the GCS and each raylet
-    still listen on every interface on three ports (Ray's single-machine mode,
-    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, binds 127.0.0.1 but refuses worker nodes)."""
+    With ``--node-ip-address 127.0.0.1`` the GCS and each raylet still listen on every
+    interface (Ray's single-machine mode binds 127.0.0.1 but refuses worker nodes), so each
+    test runs in a private network namespace whose only interface is loopback
+    (`tests.netns.isolated`)."""
     return {**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
             **extra}
 
@@ -142,8 +144,10 @@ def _exactly_once(out: Path, expected: int) -> pl.DataFrame:
     return records
 
 
-def test_a_worker_raylet_killed_mid_run_leaves_every_key_exactly_once(local_cluster: LocalCluster,
-                                                                      tmp_path: Path) -> None:
+def test_a_worker_raylet_killed_mid_run_leaves_every_key_exactly_once(local_cluster: LocalCluster, tmp_path: Path,
+                                                                      request: pytest.FixtureRequest) -> None:
+    if not isolated(request):
+        return
     local_cluster.start_head("--num-cpus", "1", "--num-gpus", "0")
     local_cluster.add_worker("w1")
     local_cluster.add_worker("w2")

@@ -1,0 +1,50 @@
+"""Run a test in a private network namespace, so what it starts can listen on loopback only.
+
+Ray's multi-node mode binds its GCS and raylets to every interface, whatever
+``--node-ip-address`` says; inside a namespace of its own (``unshare --net``, as root, as
+CI runs) the only interface is the namespace's loopback, so nothing the test starts is
+reachable from outside it, and it reaches nothing outside. A test calls `isolated` first:
+outside a namespace, that re-runs the same test in a fresh one and reports its result.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: Set in the re-run's environment: the test is inside its private namespace.
+INSIDE = "IDARD_TEST_PRIVATE_NETWORK"
+
+
+def _can_unshare() -> str | None:
+    """None when this process may make a network namespace; else why not."""
+    try:
+        probe = subprocess.run(["unshare", "--net", "sh", "-c", "ip link set lo up"], capture_output=True,
+                               text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if probe.returncode == 0 else (probe.stderr.strip() or f"exit {probe.returncode}")
+
+
+def isolated(request: pytest.FixtureRequest, timeout: float = 900) -> bool:
+    """True inside the private namespace (run the test's body); outside, re-run this test in
+    one, fail with its output if it failed, and return False (the body already ran there).
+    Skips, saying why, where no namespace can be made (not root)."""
+    if os.environ.get(INSIDE) == "1":
+        return True
+    why = _can_unshare()
+    if why is not None:
+        pytest.skip(f"cannot make a private network namespace ({why}); Ray would listen beyond 127.0.0.1")
+    node = shlex.quote(request.node.nodeid)
+    command = (f"ip link set lo up && exec {shlex.quote(sys.executable)} -m pytest -q -s -p no:cacheprovider {node}")
+    done = subprocess.run(["unshare", "--net", "sh", "-c", command], cwd=REPO, env={**os.environ, INSIDE: "1"},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    print(done.stdout[-3000:])
+    assert done.returncode == 0, f"in its private network namespace the test failed:\n{done.stdout[-6000:]}"
+    return False
