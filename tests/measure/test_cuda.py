@@ -70,7 +70,7 @@ def test_lpips_on_cuda_equals_the_cpu() -> None:
 def test_records_computed_on_cuda_match_the_cpus() -> None:
     rng = np.random.default_rng(0)
     image = RGBImage("photo", rng.random((48, 48, 3)).astype(np.float32))
-    kwargs = dict(seeds=[0, 1], metrics=["lpips-alex", "psnr"])
+    kwargs = dict(seeds=[9, 2], metrics=["lpips-alex", "psnr"])
     on_cuda = evaluate([image], ["bicubic", "box"], "srflow-tiny-4x", device="cuda", **kwargs)
     on_cpu = evaluate([image], ["bicubic", "box"], "srflow-tiny-4x", device="cpu", **kwargs)
     assert set(on_cuda["device"]) == {"cuda"} and on_cuda["finite"].all()

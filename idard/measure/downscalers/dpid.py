@@ -19,8 +19,14 @@ Followed from the reference code (github.com/mergian/dpid, commit dba8288, read 
 * The MATLAB file's bounds bug (lines 73 and 142 test ``(iy+1) > sy`` instead of ``> ey``)
   weights rows unequally even at integer factors; we follow the corrected test of the
   authors' CUDA code (``cuda/main.cu`` line 107, ``contribution``).
-* ``cuda/main.cu`` (lines 165, 250) rounds the guidance and the output to 8 bits; we keep
-  floats, as the MATLAB code does, so 16-bit inputs are not quantised.
+* 8-bit output: idard rounds, the authors' CUDA tool truncates. ``cuda/main.cu`` stores the
+  guidance (line 165, ``make_uchar3`` of float sums) and the output (lines 247 and 250,
+  ``(unsigned char)`` casts) by C's float-to-integer conversion, which truncates toward 0;
+  ``matab/dpid.m`` writes ``uint8(oImage)`` (line 157), which rounds to nearest. idard keeps
+  the guidance and the LR in float, as the MATLAB code does (16-bit inputs are not
+  quantised), and the LR becomes 8 bits where every downscaler's does, rounded to nearest
+  in `idard.measure.evaluate` as a saved image would be. Truncating DPID alone would darken
+  its LR by 0.5/255 per channel on average, a bias no other downscaler carries.
 
 Distances use [0, 1] colours divided by sqrt(3), the same as the reference's 0-255 colours
 divided by sqrt(3 * 255^2).

@@ -29,6 +29,7 @@ from idard.measure.models.diffusion.vqgan import VQ_F4, VQGAN, VQGANConfig
 from idard.measure.registry import SpecError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "resshift_official_keys.json"
+AUTHORS_OUTPUTS = Path(__file__).parent / "fixtures" / "resshift_authors_outputs.json"
 SMALL_UNET = SwinUNetConfig(image_size=16, model_channels=32, attention_resolutions=(16, 8), channel_mult=(1, 2),
                             num_res_blocks=(1, 1), num_head_channels=16, swin_embed_dim=32, window_size=4, lq_size=16)
 SMALL_VQ = VQGANConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, n_embed=64)
@@ -42,6 +43,33 @@ def _random_tiny(seed: int = 0) -> TinyDenoiser:
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return net.eval()
+
+
+def fill_reference_weights(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Every parameter, in name order, from one seeded generator: matrices and kernels
+    N(0, 1/fan_in), 1-D weights (norm scales) 1 + N(0, 0.2^2), biases N(0, 0.1^2). Nothing
+    is left at a constant, so every layer's output varies. The authors' modules (same
+    parameter names) get the same values in fixtures/make_resshift_authors_outputs.py."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(module.named_parameters()):
+            noise = torch.randn(p.shape, generator=gen)
+            if p.ndim >= 2:
+                p.copy_(noise / math.sqrt(p[0].numel()))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * noise)
+            else:
+                p.copy_(1.0 + 0.2 * noise)
+    return module.eval()
+
+
+def authors_case_inputs() -> dict[str, torch.Tensor]:
+    """The inputs of the authors'-outputs fixture: an image for encode, a latent for decode
+    (spread like the codebook), an LR image for the chain (a multiple of SMALL_UNET's 16)."""
+    gen = torch.Generator().manual_seed(20)
+    return {"image": torch.rand(1, 3, 16, 16, generator=gen) * 2 - 1,
+            "latent": torch.randn(1, 3, 4, 4, generator=gen) / math.sqrt(3),
+            "lr": torch.rand(1, 3, 16, 16, generator=gen)}
 
 
 @pytest.fixture(scope="module")
@@ -145,9 +173,9 @@ def test_embedded_plugin_fulfils_the_model_contract(tiny_weights: Path) -> None:
     assert isinstance(model, SRModel) and model.scale == 4
     assert "max_batch" not in model.id and len(model.weights_hash) == 64
     lr = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    sr = model.sample(lr, [0, 1, 2])
+    sr = model.sample(lr, [6, 1, 13])
     assert sr.shape == (2, 3, 3, 32, 32) and torch.isfinite(sr).all()
-    torch.testing.assert_close(sr[1, 2], model.sample(lr[1:], [2])[0, 0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(sr[1, 2], model.sample(lr[1:], [13])[0, 0], atol=1e-5, rtol=0)
     clone = pickle.loads(pickle.dumps(model))  # travels to Ray workers without its network
     assert clone.id == model.id and clone._runtime.loaded is None
     with pytest.raises(ValueError, match="no temperature"):
@@ -238,21 +266,95 @@ def test_resshift_ids_carry_the_chain_and_refuse_a_step_count_the_file_name_cont
 
 def test_vqgan_attention_in_query_chunks_equals_one_call_and_a_decode_is_unchanged(monkeypatch) -> None:
     """The VQGAN's middle attention runs in query chunks (a 256x256 latent in one call asked
-    for 16 GiB per sample): chunks of any size give the one-call result to float32 rounding."""
+    for 16 GiB per sample): chunks of any size give the one-call result, which is softmax
+    attention with scale 1/sqrt(channels)."""
     from torch.nn import functional as F
 
     from idard.measure.models.diffusion import vqgan
 
     g = torch.Generator().manual_seed(3)
-    q, k, v = (torch.randn(2, 1, 100, 16, generator=g) for _ in range(3))
-    whole = F.scaled_dot_product_attention(q, k, v)
-    for chunk in (1, 7, 64, 100, 1000):
-        assert torch.allclose(vqgan.chunked_attention(q, k, v, chunk), whole, atol=1e-6, rtol=1e-5), chunk
-    torch.manual_seed(0)
-    model = VQGAN(VQGANConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, n_embed=16)).eval()
+    q, k, v = (torch.randn(2, 100, 16, generator=g) for _ in range(3))  # (B, positions, channels)
+    whole = vqgan.chunked_attention(q, k.transpose(1, 2), v.transpose(1, 2), 100)  # (B, channels, positions)
+    torch.testing.assert_close(whole.transpose(1, 2), F.scaled_dot_product_attention(q, k, v), atol=1e-6, rtol=1e-5)
+    for chunk in (1, 7, 64, 1000):
+        got = vqgan.chunked_attention(q, k.transpose(1, 2), v.transpose(1, 2), chunk)
+        torch.testing.assert_close(got, whole, atol=1e-6, rtol=0, msg=f"chunk {chunk}")
+    model = fill_reference_weights(VQGAN(VQGANConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, n_embed=16)), 0)
     z = torch.randn(1, 3, 8, 8, generator=g)
     with torch.inference_mode():
         once = model.decode(z)
         monkeypatch.setattr(vqgan, "QUERY_CHUNK", 5)
         chunked = model.decode(z)
-    assert torch.allclose(chunked, once, atol=1e-5)
+    torch.testing.assert_close(chunked, once, atol=1e-5, rtol=0)
+
+
+# -- against the authors' own modules ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def authors_outputs() -> dict:
+    """What the authors' VQModelTorch, UNetModelSwin and p_sample_loop computed on the same
+    weights and inputs (fixtures/make_resshift_authors_outputs.py, run on their source)."""
+    return json.loads(AUTHORS_OUTPUTS.read_text())
+
+
+def _small_vq() -> VQGAN:
+    return fill_reference_weights(VQGAN(SMALL_VQ), 1)
+
+
+def test_vqgan_encode_and_decode_give_the_authors_values(authors_outputs: dict) -> None:
+    vq, x = _small_vq(), authors_case_inputs()
+    with torch.no_grad():
+        encoded, decoded = vq.encode(x["image"]), vq.decode(x["latent"])
+    expected_encode = torch.tensor(authors_outputs["encode"]).reshape(encoded.shape)
+    expected_decode = torch.tensor(authors_outputs["decode"]).reshape(decoded.shape)
+    assert float(expected_decode.std()) > 0.1  # outputs that vary, not a flat image
+    torch.testing.assert_close(encoded, expected_encode, atol=1e-5, rtol=0)
+    torch.testing.assert_close(decoded, expected_decode, atol=1e-5, rtol=0)
+
+
+def test_a_decode_depends_on_the_latent_only_through_its_nearest_codes() -> None:
+    vq = _small_vq()
+    latent = authors_case_inputs()["latent"]
+    codes = vq.quantize.embedding.weight
+    nearest = codes[torch.cdist(latent.permute(0, 2, 3, 1).reshape(-1, 3), codes).argmin(1)]
+    snapped = nearest.reshape(1, 4, 4, 3).permute(0, 3, 1, 2)
+    moved = latent + 0.2 * (snapped - latent)  # a fifth of the way to each code: same nearest codes
+    with torch.no_grad():
+        torch.testing.assert_close(vq.decode(moved), vq.decode(latent), atol=1e-5, rtol=0)
+        torch.testing.assert_close(vq.decode(snapped), vq.decode(latent), atol=1e-5, rtol=0)
+
+
+def test_a_resshift_chain_gives_the_authors_sample_for_the_same_seed(authors_outputs: dict) -> None:
+    """The whole chain (encode, 4 denoiser steps, noise, decode) against the authors'
+    ``p_sample_loop`` with the global RNG seeded as idard seeds its per-sample generator."""
+    unet = fill_reference_weights(SwinUNet(SMALL_UNET), 2)
+    lr = authors_case_inputs()["lr"]
+    sr = sample_residual_shift(unet, RESSHIFT_V3, lr, [authors_outputs["chain_seed"]], 4, space=_small_vq(),
+                               multiple=unet.multiple)[:, 0]
+    assert list(sr.shape) == authors_outputs["chain_shape"]
+    expected = torch.tensor(authors_outputs["chain_every_4th_pixel"]).reshape(sr[..., ::4, ::4].shape)
+    assert float(expected.std()) > 0.05
+    torch.testing.assert_close(sr[..., ::4, ::4], expected, atol=1e-4, rtol=0)
+
+
+def test_resshift_precision_is_in_the_id_and_runs_the_networks_in_that_type(published_files) -> None:
+    """float32 by default (the authors' inference autocasts to fp16); bfloat16 autocast is
+    offered as a parameter, so its records never mix with float32 ones."""
+    default = MODELS.create("resshift(weights=resshift_realsrx4_s4_v3.pth)")
+    half = MODELS.create("resshift(weights=resshift_realsrx4_s4_v3.pth, precision=bfloat16)")
+    assert "precision" not in default.id and "precision='bfloat16'" in half.id
+    with pytest.raises(SpecError, match="precision"):
+        MODELS.create("resshift(weights=resshift_realsrx4_s4_v3.pth, precision=float8)")
+    from idard.measure.models.diffusion.model import autocast
+
+    unet, vq = load_published(*published_files, denoiser_config=SMALL_UNET, autoencoder_config=SMALL_VQ)
+    seen: list[torch.dtype] = []
+    unet.out.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    lr = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        with autocast(lr.device, precision):
+            runs[precision] = sample_residual_shift(unet, RESSHIFT_V3, lr, [5], 4, space=vq, multiple=unet.multiple)
+    assert seen == [torch.float32] * 4 + [torch.bfloat16] * 4
+    assert runs["bfloat16"].dtype == torch.float32 and torch.isfinite(runs["bfloat16"]).all()
+    assert 0 < float((runs["bfloat16"] - runs["float32"]).abs().mean()) < 0.05

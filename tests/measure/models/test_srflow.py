@@ -85,13 +85,14 @@ def test_full_size_checkpoint_loads_with_auto_config_with_or_without_module_pref
         assert out.shape == (1, 1, 3, 12, 20)
 
 
-def test_the_default_heat_is_the_reference_notebooks_for_each_published_config(tiny_weights: Path) -> None:
-    """IDA_RD_SRFlow.ipynb samples SRFlow_DF2K_4X at 1.1 and SRFlow_CelebA_8X at 1.0 (DF2K_8X,
-    never run there, gets the 8x heat); an explicit heat wins; the embedded model keeps its own."""
+def test_the_default_heat_is_the_reference_notebooks_else_the_checkpoints_own_config(tiny_weights: Path) -> None:
+    """IDA_RD_SRFlow.ipynb samples SRFlow_DF2K_4X at 1.1 and SRFlow_CelebA_8X at 1.0; it never
+    runs SRFlow_DF2K_8X, whose own config (SRFlow confs/SRFlow_DF2K_8X.yml) says 0.9. An
+    explicit heat wins; the embedded model keeps its own."""
     from idard.measure.models.srflow import configs
 
     heats = {name: configs.reference_heat(cfg) for name, cfg in configs.OFFICIAL_CONFIGS.items()}
-    assert heats == {"DF2K_4X": 1.1, "DF2K_8X": 1.0, "CelebA_8X": 1.0}
+    assert heats == {"DF2K_4X": 1.1, "DF2K_8X": 0.9, "CelebA_8X": 1.0}
     assert MODELS.create(f"srflow(weights={str(tiny_weights)!r})").default_heat == 1.1  # a 4x checkpoint
     assert MODELS.create(f"srflow(weights={str(tiny_weights)!r}, heat=0.5)").default_heat == 0.5
     assert MODELS.create("srflow-tiny-4x").default_heat == 0.7
@@ -153,13 +154,13 @@ def test_samples_are_reproducible_per_seed_and_independent_of_batching(tiny_weig
     gen = torch.Generator().manual_seed(9)
     lr = torch.rand(2, 3, 9, 12, generator=gen)  # odd height: reflect-padded, cropped back
     rng_before = torch.random.get_rng_state()
-    batch = model.sample(lr, seeds=[11, 12, 13])
+    batch = model.sample(lr, seeds=[11, 4, 29])
     assert torch.equal(torch.random.get_rng_state(), rng_before)  # global RNG untouched
     assert batch.shape == (2, 3, 3, 36, 48)
     assert torch.isfinite(batch).all()
-    assert torch.equal(model.sample(lr, seeds=[11, 12, 13]), batch)
+    assert torch.equal(model.sample(lr, seeds=[11, 4, 29]), batch)
     for b in range(2):
-        for k, seed in enumerate([11, 12, 13]):
+        for k, seed in enumerate([11, 4, 29]):
             alone = model.sample(lr[b : b + 1], seeds=[seed])[0, 0]
             assert (alone - batch[b, k]).abs().max() < 1e-5
     assert (batch[:, 0] - batch[:, 1]).abs().mean() > 1e-3

@@ -15,10 +15,18 @@ Both are one residual-shifting chain (`ResShiftSchedule`) sampled by one sampler
 Every parameter that changes samples is a field (so it is in the model id) or inside a
 hashed weights file; ``max_batch`` bounds rows per denoiser call and changes nothing else,
 so it is left out of the id.
+
+Precision: ``resshift`` runs float32 by default, where the authors' inference script runs
+under fp16 autocast (ResShift ``inference_resshift.py`` line 176 ``use_amp=True``;
+``sampler.py`` lines 185-216 wrap each chain in ``torch.cuda.amp.autocast``).
+``precision='float16'`` or ``'bfloat16'`` runs the networks under ``torch.autocast`` with
+that type (meant for GPUs; CPUs run it too, slowly); the noise and the chain's arithmetic
+stay float32, so a sample is still a function of its seed. It is part of the id.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -38,6 +46,14 @@ from idard.measure.weights import WeightsNotFound, resolve_weights
 WEIGHTS_DIR = Path(__file__).resolve().parents[3] / "weights"
 TINY_4X_WEIGHTS = WEIGHTS_DIR / "resshift-tiny-4x.safetensors"
 _STEPS_IN_NAME = re.compile(r"_s(\d+)(?:_|\.)")
+#: ``precision`` values: the autocast type of the networks (None: plain float32).
+PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The networks' precision as a context: nothing for float32, else ``torch.autocast``."""
+    dtype = PRECISIONS[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 @dataclasses.dataclass
@@ -54,6 +70,7 @@ class _DiffusionModel(Plugin):
 
     max_batch: int
     _runtime: ModelRuntime
+    precision = "float32"
 
     def weight_files(self) -> list[Path]:
         raise NotImplementedError
@@ -100,8 +117,9 @@ class _DiffusionModel(Plugin):
         if temperature is not None:
             raise ValueError(f"{self.id} has no temperature; its noise levels are set by its schedule")
         m = self.loaded(lr.device)
-        return sample_residual_shift(m.denoiser, m.schedule, lr.to(torch.float32), seeds, m.scale,
-                                     space=m.space, max_batch=self.max_batch, multiple=m.multiple)
+        with autocast(lr.device, self.precision):
+            return sample_residual_shift(m.denoiser, m.schedule, lr.to(torch.float32), seeds, m.scale,
+                                         space=m.space, max_batch=self.max_batch, multiple=m.multiple)
 
 
 @MODELS.register("resshift-tiny-4x")
@@ -132,7 +150,8 @@ class ResShift(_DiffusionModel):
 
     ``weights``: the denoiser (``resshift_realsrx4_s4_v3.pth``, ``..._s15_v1.pth``, ...);
     ``autoencoder``: ``autoencoder_vq_f4.pth``; the chain: ``steps``, ``kappa``,
-    ``min_noise_level``, ``etas_end``, ``power`` (defaults: the v3 checkpoint's).
+    ``min_noise_level``, ``etas_end``, ``power`` (defaults: the v3 checkpoint's);
+    ``precision``: float32 (default), or float16/bfloat16 autocast as the authors' inference.
     """
 
     weights: str
@@ -142,6 +161,7 @@ class ResShift(_DiffusionModel):
     min_noise_level: float = 0.2
     etas_end: float = 0.99
     power: float = 0.3
+    precision: str = "float32"
     max_batch: int = dataclasses.field(default=64, metadata={"identity": False})
     _runtime: ModelRuntime = dataclasses.field(default_factory=ModelRuntime, init=False, repr=False, compare=False)
 
@@ -150,6 +170,8 @@ class ResShift(_DiffusionModel):
             raise SpecError("resshift needs weights='resshift_realsrx4_s4_v3.pth' (the denoiser checkpoint)")
         if self.max_batch < 1:
             raise SpecError(f"resshift max_batch must be >= 1, got {self.max_batch}")
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"resshift precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not all(math.isfinite(v) for v in (self.kappa, self.min_noise_level, self.etas_end, self.power)):
             raise SpecError("resshift schedule parameters must be finite numbers")
         try:

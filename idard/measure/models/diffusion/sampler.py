@@ -98,7 +98,7 @@ def run_chain(
     x = schedule.prior(y, prior_noise)
     for i, t in enumerate(reversed(range(schedule.steps))):
         ts = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        x0 = denoiser(schedule.scale_input(x, ts), ts, lq)
+        x0 = denoiser(schedule.scale_input(x, ts), ts, lq).float()  # the chain stays float32
         if clip_x0:
             x0 = x0.clamp(-1.0, 1.0)
         x = schedule.step(x, x0, t, step_noise[:, i])
@@ -132,7 +132,7 @@ def sample_residual_shift(
     if not seeds or b == 0:
         return lr.new_empty((b, len(seeds), 3, out_h, out_w))
     lq = pad_to_multiple(lr * 2.0 - 1.0, multiple)
-    y = space.encode(F.interpolate(lq, scale_factor=scale, mode="bicubic"))  # once per image
+    y = space.encode(F.interpolate(lq, scale_factor=scale, mode="bicubic")).float()  # once per image
     noise = [draw_noise(s, y.shape[1:], schedule.steps) for s in seeds]
     clip = bool(getattr(space, "clip_x0", False))
 

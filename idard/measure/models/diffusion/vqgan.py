@@ -10,13 +10,33 @@ nearest-codebook quantisation + post_quant_conv + decoder), ``ldm/modules/vqvae/
 ch_mult 1-2-4, 2 residual blocks, no attention but the middle one). Module and parameter
 names are the reference's, so the published file loads by its keys.
 
-The middle attention uses ``F.scaled_dot_product_attention`` (the reference uses xformers
-when installed, else an explicit softmax), over at most `QUERY_CHUNK` query positions per
-call. Its 512-wide heads have no fused kernel in torch, so each call materialises its
-(queries x keys) matrix: a 256x256 latent (a 1024x1024 image) in one call asked for 16 GiB
-per sample and ran out of memory on an 141 GB H200 at batch 8 (benchmark/gpu_timings.py).
-Rows of softmax(QK^T)V are independent, so chunking the queries changes a value by float32
-rounding at most (tests/measure/models/test_diffusion.py).
+Equal to the authors' float32 forward pass, bit for bit on a CPU (measured against their
+modules rebuilt from the fetched source, every tensor of the published layout perturbed:
+encode and decode max difference 0; benchmark/results/resshift_reference_comparison.json).
+Three forms are the reference's, because each changed values by float32 rounding that the
+decoder amplified to 1.6e-5 (encode 3e-6) when written the idiomatic way:
+
+* the activation is ``x * sigmoid(x)`` (``nonlinearity``, model.py lines 41-43), not
+  ``F.silu``, which rounds differently;
+* the middle attention is the explicit ``softmax(q k^T * c^-0.5)`` with the reference's
+  ``bmm`` operand order (``AttnBlock.forward``, model.py lines 179-203), not
+  ``F.scaled_dot_product_attention``, which scales before the product;
+* quantisation returns ``z + (z_q - z)`` (``VectorQuantizer2.forward``, quantize.py line 298,
+  the straight-through form that training needs), not ``z_q``: in float32 the two differ in
+  the last bit, and that bit was most of the decode difference.
+
+The reference switches to xformers' ``memory_efficient_attention`` when xformers is
+installed (model.py lines 11-17 and 280-290) and its inference script runs under fp16
+autocast (``sampler.py`` lines 185-216, ``inference_resshift.py`` line 176); idard runs
+float32 unless the model's ``precision`` says otherwise.
+
+Memory: the attention runs over at most `QUERY_CHUNK` query positions per call, since it
+materialises a (queries x keys) matrix: a 256x256 latent (a 1024x1024 image) in one call
+asked for 16 GiB per sample and ran out of memory on a 141 GB H200 at batch 8
+(benchmark/gpu_timings.py). Rows of softmax(QK^T)V are independent, so a chunk's rows are
+computed by the same products as unchunked (equal on a CPU; elsewhere a BLAS may pick
+another kernel for another shape, a float32-rounding difference;
+tests/measure/models/test_diffusion.py).
 """
 
 from __future__ import annotations
@@ -44,6 +64,14 @@ class VQGANConfig:
 VQ_F4 = VQGANConfig()
 
 
+def _swish(x: torch.Tensor) -> torch.Tensor:
+    """``x * sigmoid(x)`` as the reference writes it (``F.silu`` rounds differently). Without
+    autograd the product is taken in place on the sigmoid, allocating no more than ``F.silu``."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x * torch.sigmoid(x)
+    return torch.sigmoid(x).mul_(x)
+
+
 def _norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, channels, eps=1e-6, affine=True)
 
@@ -59,8 +87,8 @@ class _ResnetBlock(nn.Module):
             self.nin_shortcut = nn.Conv2d(cin, cout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(_swish(self.norm1(x)))
+        h = self.conv2(_swish(self.norm2(h)))
         return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + h
 
 
@@ -70,13 +98,23 @@ QUERY_CHUNK = 4096
 
 
 def chunked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
-    """``F.scaled_dot_product_attention(q, k, v)`` computed ``chunk`` (default `QUERY_CHUNK`)
-    query rows at a time, so memory grows with ``chunk x keys``, not ``queries x keys``."""
+    """Single-head attention as the reference computes it, ``chunk`` (default `QUERY_CHUNK`)
+    query positions at a time, so memory grows with ``chunk x keys``, not ``queries x keys``.
+
+    ``q`` (B, N, C) with queries on rows; ``k`` and ``v`` (B, C, N) with positions on
+    columns; returns (B, C, N): ``bmm(v, softmax(bmm(q, k) * C**-0.5)^T)``, the reference's
+    products in the reference's order (model.py lines 188-198).
+    """
     chunk = chunk or QUERY_CHUNK
-    if q.shape[-2] <= chunk:
-        return F.scaled_dot_product_attention(q, k, v)
-    return torch.cat([F.scaled_dot_product_attention(q[..., i:i + chunk, :], k, v)
-                      for i in range(0, q.shape[-2], chunk)], dim=-2)
+    scale = int(q.shape[-1]) ** (-0.5)
+
+    def rows(qc: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(torch.bmm(qc, k).mul_(scale), dim=2)
+        return torch.bmm(v, weights.permute(0, 2, 1))
+
+    if q.shape[1] <= chunk:
+        return rows(q)
+    return torch.cat([rows(q[:, i:i + chunk]) for i in range(0, q.shape[1], chunk)], dim=2)
 
 
 class _AttnBlock(nn.Module):
@@ -88,9 +126,9 @@ class _AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         n = self.norm(x)
-        q, k, v = (m(n).reshape(b, 1, c, h * w).transpose(-1, -2) for m in (self.q, self.k, self.v))
-        out = chunked_attention(q, k, v)  # scale 1/sqrt(c), as the reference
-        return x + self.proj_out(out.transpose(-1, -2).reshape(b, c, h, w))
+        q = self.q(n).reshape(b, c, h * w).permute(0, 2, 1)
+        k, v = (m(n).reshape(b, c, h * w) for m in (self.k, self.v))
+        return x + self.proj_out(chunked_attention(q, k, v).reshape(b, c, h, w))
 
 
 class _Down(nn.Module):
@@ -149,7 +187,7 @@ class Encoder(nn.Module):
             if hasattr(stage, "downsample"):
                 h = stage.downsample(h)
         h = self.mid(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(_swish(self.norm_out(h)))
 
 
 class Decoder(nn.Module):
@@ -179,7 +217,7 @@ class Decoder(nn.Module):
                 h = block(h)
             if hasattr(stage, "upsample"):
                 h = stage.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(_swish(self.norm_out(h)))
 
 
 class VectorQuantizer(nn.Module):
@@ -188,12 +226,14 @@ class VectorQuantizer(nn.Module):
         self.embedding = nn.Embedding(n_embed, embed_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Each latent vector replaced by its nearest codebook entry (squared distance)."""
+        """Each latent vector replaced by its nearest codebook entry (squared distance),
+        returned as ``z + (z_q - z)``, the reference's float32 value of it."""
         b, c, h, w = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, c)
         codes = self.embedding.weight
         d = flat.pow(2).sum(1, keepdim=True) + codes.pow(2).sum(1) - 2 * flat @ codes.t()
-        return self.embedding(d.argmin(dim=1)).view(b, h, w, c).permute(0, 3, 1, 2)
+        nearest = self.embedding(d.argmin(dim=1)).view(b, h, w, c).permute(0, 3, 1, 2)
+        return z + (nearest - z)
 
 
 class VQGAN(nn.Module):

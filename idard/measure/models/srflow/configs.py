@@ -47,17 +47,17 @@ KNOWN_CONFIGS: dict[str, SRFlowConfig] = {**OFFICIAL_CONFIGS, TINY_4X.name: TINY
 _ALIASES = {f"SRFlow_{name}": name for name in OFFICIAL_CONFIGS}
 
 
-#: The heat the IDA-RD reference samples at, by scale: its notebook (Byronliang8/IDA-RD,
-#: SRFlow/code/IDA_RD_SRFlow.ipynb, the ``IDA_RD`` cell, lines 26-32) picks the heat from
-#: the HR/LR size ratio: 1.1 at 4x (SRFlow_DF2K_4X), 1.0 at 8x (SRFlow_CelebA_8X). The
-#: notebook never runs SRFlow_DF2K_8X; it gets the 8x heat, 1.0, by the same rule
-#: (SRFlow's own confs/*.yml use 0.9 for all three; pass ``heat=0.9`` for that).
-REFERENCE_HEAT_BY_SCALE: dict[int, float] = {4: 1.1, 8: 1.0}
+#: The default heat of each checkpoint: where the IDA-RD reference notebook samples it, the
+#: notebook's heat (Byronliang8/IDA-RD, SRFlow/code/IDA_RD_SRFlow.ipynb, the ``IDA_RD`` cell,
+#: lines 26-32: 1.1 for SRFlow_DF2K_4X, 1.0 for SRFlow_CelebA_8X); SRFlow_DF2K_8X, which the
+#: notebook never runs, gets the heat of its own config, 0.9 (andreas128/SRFlow,
+#: code/confs/SRFlow_DF2K_8X.yml line 53). The embedded TINY_4X samples at the 4x heat.
+DEFAULT_HEAT: dict[str, float] = {"DF2K_4X": 1.1, "CelebA_8X": 1.0, "DF2K_8X": 0.9, "TINY_4X": 1.1}
 
 
 def reference_heat(config: SRFlowConfig) -> float:
-    """The default heat of a checkpoint: the reference's for its scale (1.1 otherwise)."""
-    return REFERENCE_HEAT_BY_SCALE.get(config.scale, 1.1)
+    """The default heat of a checkpoint (`DEFAULT_HEAT`); 1.1 for an architecture not listed."""
+    return DEFAULT_HEAT.get(config.name, 1.1)
 
 
 def get_config(name: str) -> SRFlowConfig:

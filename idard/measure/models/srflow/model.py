@@ -4,9 +4,9 @@
 by `save_weights`); the architecture is recognised from the file's keys and shapes
 (``config='auto'``) or named (``config='DF2K_8X'``).
 
-Default heat: the IDA-RD reference notebook's for the checkpoint's scale, 1.1 at 4x
-(SRFlow_DF2K_4X) and 1.0 at 8x (SRFlow_CelebA_8X, and SRFlow_DF2K_8X by the same rule;
-`configs.reference_heat`); the SRFlow repository's test configs use 0.9. A heat given in
+Default heat: per checkpoint (`configs.DEFAULT_HEAT`): the IDA-RD reference notebook's
+where it runs the checkpoint, 1.1 for SRFlow_DF2K_4X and 1.0 for SRFlow_CelebA_8X; 0.9,
+the value in SRFlow's own config, for SRFlow_DF2K_8X, which the notebook never runs. A heat given in
 the spec is part of the id, so records made at different heats never mix; the default
 (no heat in the id) is fixed by the weights, whose SHA-256 every record carries.
 
@@ -109,7 +109,8 @@ class SRFlow(Plugin):
     ``weights``: a ``.pth`` state dict (read with ``weights_only=True``) or a
     ``.safetensors`` file. ``config``: ``auto`` or DF2K_4X, DF2K_8X, CelebA_8X, TINY_4X.
     ``heat``: latent temperature (standard deviation of z and of every split's eps);
-    unset, the reference's heat for the checkpoint's scale (1.1 at 4x, 1.0 at 8x).
+    unset, the checkpoint's default (`configs.DEFAULT_HEAT`: 1.1 DF2K_4X, 1.0 CelebA_8X,
+    0.9 DF2K_8X).
     """
 
     weights: str = dataclasses.field(metadata={"path": "file"})
@@ -163,7 +164,7 @@ class SRFlow(Plugin):
 
     @property
     def default_heat(self) -> float:
-        """The heat samples are drawn at: the spec's, else the reference's for this scale."""
+        """The heat samples are drawn at: the spec's, else the checkpoint's default."""
         return self.heat if self.heat is not None else reference_heat(self.architecture)
 
     # -- extras -------------------------------------------------------------------------
