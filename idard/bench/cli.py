@@ -160,7 +160,7 @@ def distortion(
 ) -> None:
     """Print the distortion between two images (a reference that downscale would crop is cropped alike)."""
     from idard.measure.distortions import DISTORTIONS
-    from idard.measure.images import crop_to_multiple, load_image, to_tensor
+    from idard.measure.images import crop_to_multiple, load_image
 
     with user_errors():
         scorer = DISTORTIONS.create(metric)
@@ -175,7 +175,7 @@ def distortion(
         if a.pixels.shape != b.pixels.shape:
             raise UsageError(f"{dist}: size {b.width}x{b.height} differs from {ref} ({a.width}x{a.height}) "
                              "and is not its crop to a multiple of a scale")
-        value = float(scorer(to_tensor(a.pixels), to_tensor(b.pixels))[0])
+        value = scorer.score_pixels(a.pixels, b.pixels)
         print(f"{value:.6f}")
 
 

@@ -19,14 +19,35 @@ version works on one numpy image at a time. The tests check SSIM against scikit-
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import warnings
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import torch
-import torch.nn.functional as F
-
+from idard.measure.lazy import lazy_import
 from idard.measure.registry import Plugin, Registry
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+else:  # imported on first use: naming and listing the metrics needs no torch
+    torch = lazy_import("torch")
+    F = lazy_import("torch.nn.functional")
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _no_grad(method: _Method) -> _Method:
+    """``@torch.no_grad()`` without touching torch when the class is defined."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad():
+            return method(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 __all__ = [
     "DISTORTIONS",
@@ -61,6 +82,14 @@ class Distortion(Plugin):
         """Compute on ``device`` from now on (inputs are moved there); returns ``self``."""
         object.__setattr__(self, "_device", torch.device(device))
         return self
+
+    def score_pixels(self, ref: np.ndarray, dist: np.ndarray) -> float:
+        """The distortion of one pair of (H, W, 3) float images in [0, 1], as
+        ``idard-bench distortion`` prints it: through ``__call__`` (which needs torch)
+        unless a metric can say it without (PSNR)."""
+        from idard.measure.images import to_tensor
+
+        return float(self(to_tensor(ref), to_tensor(dist))[0])
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickle (e.g. to ship to a Ray worker) the parameters only: a loaded network is
@@ -162,7 +191,7 @@ class _LPIPS(Distortion):
         x = x.to(torch.float32) * 2 - 1  # LPIPS expects [-1, 1]
         return [lpips.normalize_tensor(f) for f in model.net(model.scaling_layer(x))]
 
-    @torch.no_grad()
+    @_no_grad
     def __call__(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         ref, dist = self._check(ref, dist)
         model = self._network()
@@ -233,12 +262,25 @@ class PSNR(Distortion):
 
     higher_is_better: ClassVar[bool] = True
 
-    @torch.no_grad()
+    @_no_grad
     def __call__(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         ref, dist = self._check(ref, dist)
         dtype = self._exact_dtype
         mse = (dist.to(dtype) - ref.to(dtype)).pow(2).flatten(1).mean(dim=1)
         return (10 * torch.log10(1.0 / mse)).to(device="cpu", dtype=torch.float64)
+
+    def score_pixels(self, ref: np.ndarray, dist: np.ndarray) -> float:
+        """The same float64 arithmetic in NumPy: a PSNR of two files loads no torch."""
+        import numpy as np
+
+        if ref.shape != dist.shape:
+            raise ValueError(f"psnr: ref is {ref.shape[:2]} pixels but dist is {dist.shape[:2]}")
+        for label, x in (("ref", ref), ("dist", dist)):
+            if not np.isfinite(x).all():
+                raise ValueError(f"psnr: {label} holds NaN or infinite values")
+        mse = np.mean((dist.astype(np.float64) - ref.astype(np.float64)) ** 2)
+        with np.errstate(divide="ignore"):
+            return float(10 * np.log10(1.0 / mse))
 
 
 # ---------------------------------------------------------------------- SSIM, MS-SSIM
@@ -296,7 +338,7 @@ class SSIM(Distortion):
 
     higher_is_better: ClassVar[bool] = True
 
-    @torch.no_grad()
+    @_no_grad
     def __call__(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         ref, dist = self._check(ref, dist)
         if min(ref.shape[2:]) < _WINDOW:
@@ -316,7 +358,7 @@ class MSSSIM(Distortion):
 
     higher_is_better: ClassVar[bool] = True
 
-    @torch.no_grad()
+    @_no_grad
     def __call__(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         ref, dist = self._check(ref, dist)
         need = ms_ssim_min_size()

@@ -8,11 +8,13 @@ from typing import ClassVar
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from idard.measure.downscalers.base import DOWNSCALERS, Downscaler, image_seed, lr_size, resize
 from idard.measure.images import RGBImage, to_uint8
 from idard.measure.registry import SpecError
+from idard.measure.lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: listing plug-ins needs no SciPy
 
 
 @DOWNSCALERS.register("bsrgan")

@@ -31,11 +31,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import ndimage
 
 from idard.measure.downscalers.base import DOWNSCALERS, Downscaler
 from idard.measure.images import RGBImage
 from idard.measure.registry import SpecError
+from idard.measure.lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: listing plug-ins needs no SciPy
 
 _GUIDANCE_KERNEL = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0])
 

@@ -45,11 +45,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import fft
 
 from idard.measure.downscalers.base import DOWNSCALERS, Downscaler
 from idard.measure.images import RGBImage
 from idard.measure.registry import SpecError
+from idard.measure.lazy import lazy_import
+
+fft = lazy_import("scipy.fft")  # imported on first use: listing plug-ins needs no SciPy
 
 BETA_MAX = 1e5
 #: Gradients below this (a quarter of an 8-bit grey level) count as zero in the objective.

@@ -10,11 +10,13 @@ import dataclasses
 from typing import ClassVar, Literal
 
 import numpy as np
-from scipy import ndimage
 
 from idard.measure.downscalers.base import DOWNSCALERS, Downscaler, Filter, image_seed, lr_size, resize
 from idard.measure.images import RGBImage
 from idard.measure.registry import SpecError
+from idard.measure.lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: listing plug-ins needs no SciPy
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,15 +25,22 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from idard.measure.lazy import lazy_import
 from idard.measure.models.base import MODELS, ModelRuntime, sha256_file
-from idard.measure.models.diffusion.checkpoint import DiffusionWeightsError, load_tiny
-from idard.measure.models.diffusion.sampler import PixelSpace, Space, sample_residual_shift
-from idard.measure.models.diffusion.schedule import ResShiftSchedule
 from idard.measure.registry import Plugin, SpecError
 from idard.measure.weights import WeightsNotFound, resolve_weights
+
+if TYPE_CHECKING:
+    import torch
+
+    from idard.measure.models.diffusion import checkpoint, sampler, schedules
+else:  # imported on first use: naming, listing and validating the plug-in needs no torch
+    torch = lazy_import("torch")
+    checkpoint = lazy_import("idard.measure.models.diffusion.checkpoint")
+    sampler = lazy_import("idard.measure.models.diffusion.sampler")
+    schedules = lazy_import("idard.measure.models.diffusion.schedule")
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[3] / "weights"
 TINY_4X_WEIGHTS = WEIGHTS_DIR / "resshift-tiny-4x.safetensors"
@@ -43,8 +50,8 @@ _STEPS_IN_NAME = re.compile(r"_s(\d+)(?:_|\.)")
 @dataclasses.dataclass
 class _Loaded:
     denoiser: torch.nn.Module
-    schedule: ResShiftSchedule
-    space: Space
+    schedule: schedules.ResShiftSchedule
+    space: sampler.Space
     multiple: int
     scale: int
 
@@ -65,7 +72,7 @@ class _DiffusionModel(Plugin):
         try:
             return resolve_weights(ref)
         except WeightsNotFound as exc:
-            raise DiffusionWeightsError(ref, str(exc).removeprefix(f"{ref}: ")) from None
+            raise checkpoint.DiffusionWeightsError(ref, str(exc).removeprefix(f"{ref}: ")) from None
 
     @property
     def weights_hash(self) -> str:
@@ -100,7 +107,7 @@ class _DiffusionModel(Plugin):
         if temperature is not None:
             raise ValueError(f"{self.id} has no temperature; its noise levels are set by its schedule")
         m = self.loaded(lr.device)
-        return sample_residual_shift(m.denoiser, m.schedule, lr.to(torch.float32), seeds, m.scale,
+        return sampler.sample_residual_shift(m.denoiser, m.schedule, lr.to(torch.float32), seeds, m.scale,
                                      space=m.space, max_batch=self.max_batch, multiple=m.multiple)
 
 
@@ -121,8 +128,8 @@ class ResShiftTiny4x(_DiffusionModel):
         return [self._resolve(self.weights)]
 
     def _load(self, device: torch.device) -> _Loaded:
-        net, schedule = load_tiny(self.weight_files()[0])
-        return _Loaded(net.to(device), schedule, PixelSpace(), net.multiple, net.config.scale)
+        net, schedule = checkpoint.load_tiny(self.weight_files()[0])
+        return _Loaded(net.to(device), schedule, sampler.PixelSpace(), net.multiple, net.config.scale)
 
 
 @MODELS.register("resshift")
@@ -168,8 +175,8 @@ class ResShift(_DiffusionModel):
         return 4
 
     @property
-    def schedule(self) -> ResShiftSchedule:
-        return ResShiftSchedule(steps=self.steps, kappa=self.kappa, min_noise_level=self.min_noise_level,
+    def schedule(self) -> schedules.ResShiftSchedule:
+        return schedules.ResShiftSchedule(steps=self.steps, kappa=self.kappa, min_noise_level=self.min_noise_level,
                                 etas_end=self.etas_end, power=self.power, normalize="latent")
 
     def weight_files(self) -> list[Path]:
