@@ -8,6 +8,7 @@ IDA-RD table.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,11 +235,11 @@ def _missing() -> object:
     return dataclasses.MISSING
 
 
-def _suite(path: Path | None):
+def _suite(path: Path | None, *, check_scales: bool = True):
     from idard.bench.jobs import default_suite
     from idard.bench.suite import load_suite
 
-    return load_suite(path if path is not None else default_suite())
+    return load_suite(path if path is not None else default_suite(), check_scales=check_scales)
 
 
 def _out(out: str | None, name: str) -> str:
@@ -599,7 +600,7 @@ def weights(
     from idard.measure.weights import ENV_WEIGHTS_DIR, cache_dir, verdict
 
     with user_errors():
-        suite = _suite(suite_path)
+        suite = _suite(suite_path, check_scales=False)  # a missing file is a row of the table, not an error
         if suite.reference:
             console.print(f"suite {suite.name!r} compares downscaled images with reference images: no model, "
                           "no weights", highlight=False)
@@ -610,10 +611,12 @@ def weights(
             shown.add_column(column)
         failed = False
         for model_id in suite.models:
+            model = None
             try:
-                files = MODELS.create(suite.spec(model_id)).weight_files()
+                model = MODELS.create(suite.spec(model_id))
+                files = model.weight_files()
             except (FileNotFoundError, ValueError) as exc:
-                shown.add_row(model_id, escape(str(exc)), "—", "MISSING")
+                shown.add_row(model_id, escape(str(exc) + _zoo_hint(model)), "—", "MISSING")
                 failed = True
                 continue
             for path in files:
@@ -624,6 +627,25 @@ def weights(
         console.print(shown)
         if failed:
             raise typer.Exit(1)
+
+
+def _zoo_hint(model: object) -> str:
+    """Where a model's missing files come from, when idard/measure/zoo.py lists them."""
+    import dataclasses
+
+    from idard.measure.registry import location_name
+    from idard.measure.zoo import find_entry
+
+    hints = []
+    for field in dataclasses.fields(model) if dataclasses.is_dataclass(model) else ():
+        value = getattr(model, field.name)
+        if field.metadata.get("path") and isinstance(value, str) and value:
+            try:
+                entry = find_entry(location_name(value))
+            except KeyError:
+                continue
+            hints.append(f"published weights: idard-bench weights fetch {entry.name} ({entry.note or entry.source})")
+    return "; " + "; ".join(hints) if hints else ""
 
 
 def _fetch_weights(name: str) -> None:
@@ -813,6 +835,24 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     """IDA-RD: how much information does an image downscaler destroy?"""
+
+
+def _terminal_help(doc: str) -> str:
+    """A docstring as ``--help`` shows it: paragraphs joined into single lines that the
+    terminal wraps (the source's own line breaks left ragged half-lines at 80 columns),
+    and reST ``literals`` shown as `literals`."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    text = "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+    return text.replace("``", "`")
+
+
+def _help_for_terminals() -> None:
+    for info in app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        info.help = _terminal_help(doc)
+
+
+_help_for_terminals()
 
 
 def main() -> None:

@@ -395,10 +395,22 @@ class Registry(Generic[T]):
             ignore = derived - given
             if other_name == name and all(other[k] == v for k, v in wanted.items() if k not in ignore):
                 found.append(candidate)
-        if len(found) != 1:
-            raise unknown() if not found else SpecError(
-                f"{self.kind} {spec!r} is ambiguous: it matches {', '.join(found)}")
+        if not found:
+            family = sorted(k for k in known if _SPEC.match(k) and _SPEC.match(k).group("name") == name)
+            if family:  # ``blur`` is blur(sigma=1.0): say so, and which blur the records hold
+                shown = set(given).union(*(parse_spec(k)[1] for k in family))
+                meant = self._spelled(name, {k: v for k, v in wanted.items() if k in shown})
+                raise SpecError(f"{self.kind} {spec!r} means {meant}, which is not among the known ids; "
+                                f"the known {name} ids: {', '.join(family)}")
+            raise unknown()
+        if len(found) > 1:
+            raise SpecError(f"{self.kind} {spec!r} is ambiguous: it matches {', '.join(found)}")
         return found[0]
+
+    def _spelled(self, name: str, params: dict[str, Any]) -> str:
+        """``name(k=v, ...)`` with the given parameters, defaults filled in."""
+        parts = [f"{k}={_format_value(v)}" for k, v in params.items()]
+        return f"{name}({','.join(parts)})" if parts else name
 
     def labels(self, ids: Sequence[str]) -> dict[str, str]:
         """A table label for each id that never hides what tells two rows apart.

@@ -61,16 +61,20 @@ class ZooEntry:
     size: int | None = None
     sha256: str | None = None
     note: str = ""
+    #: False when its host is known not to serve the file (SRFlow's answers 404): the
+    #: URL is kept (it is the authors' and may come back) but ``list`` says ``missing``.
+    host_answers: bool = True
 
     @property
     def cached(self) -> Path:
         return cache_dir() / self.file
 
     def availability(self) -> Availability:
-        """``present`` in the cache, ``fetchable`` (a URL is known) or ``missing``."""
+        """``present`` in the cache, ``fetchable`` (a URL is known and its host serves
+        it, as far as idard knows; nothing is asked over the network) or ``missing``."""
         if self.cached.is_file():
             return "present"
-        return "fetchable" if self.urls else "missing"
+        return "fetchable" if self.urls and self.host_answers else "missing"
 
     def expected_sha256(self) -> str | None:
         """The published hash, else the one recorded when the file was first fetched."""
@@ -80,7 +84,8 @@ class ZooEntry:
 def _srflow(name: str, note: str = "") -> ZooEntry:
     return ZooEntry(name=name, file=f"{name}.pth", family="srflow", urls=(SRFLOW_ARCHIVE,),
                     member=f"pretrained_models/{name}.pth", licence=SRFLOW_LICENCE, source=SRFLOW_SOURCE,
-                    note=note or "host answers 404 since 2024 (andreas128/SRFlow#64): place the file by hand")
+                    note=note or "host answers 404 since 2024 (andreas128/SRFlow#64): place the file by hand",
+                    host_answers=False)
 
 
 ENTRIES: tuple[ZooEntry, ...] = (

@@ -169,6 +169,7 @@ def test_the_zoo_lists_every_published_file_with_its_source(tmp_path: Path, monk
     assert find_entry("SRFlow_CelebA_8X.pth") is ZOO["SRFlow_CelebA_8X"]
     assert all(e.urls and e.licence and e.source for e in ZOO.values())
     monkeypatch.setenv(ENV_WEIGHTS_DIR, str(tmp_path))
-    assert ZOO["SRFlow_DF2K_4X"].availability() == "fetchable"
+    assert ZOO["SRFlow_DF2K_4X"].availability() == "missing"  # a URL whose host answers 404 is not "fetchable"
+    assert ZOO["pulse-gaussian-fit"].availability() == "fetchable"
     (tmp_path / "SRFlow_DF2K_4X.pth").write_bytes(b"x")
     assert ZOO["SRFlow_DF2K_4X"].availability() == "present"
