@@ -18,8 +18,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from idard import __version__
-
 app = typer.Typer(
     name="idard-bench",
     help="IDA-RD: how much information does an image downscaler destroy?",
@@ -826,7 +824,9 @@ def train_resshift(
 
 def version_callback(value: bool) -> None:
     if value:
-        print(f"idard {__version__}")
+        from idard.provenance import code_version
+
+        print(f"idard {code_version()}")  # in a checkout: the commit, as records say it
         raise typer.Exit()
 
 
