@@ -491,9 +491,9 @@ def report(
 
 @app.command()
 def migrate(
-    run_dir: Annotated[str, typer.Argument(help="Run directory (or URI) written by idard 0.1.0.")],
+    run_dir: Annotated[str, typer.Argument(help="Run directory (or URI) written before ids became path-free.")],
 ) -> None:
-    """Rewrite record ids written with absolute paths (idard 0.1.0) to today's path-free ids."""
+    """Rewrite record ids written with absolute paths (before commit 8803331) to today's path-free ids."""
     from idard.bench.migrate import migrate as rewrite
     from idard.bench.store import RecordStore
 
