@@ -15,7 +15,7 @@ import importlib.metadata
 import subprocess
 from pathlib import Path
 
-from idard import __version__
+import idard
 
 #: Libraries whose versions can change the numbers (or how they are computed and stored).
 LIBRARIES = ("torch", "torchvision", "lpips", "pillow", "numpy", "scipy", "ray", "polars", "pyarrow")
@@ -33,14 +33,15 @@ def code_version(root: Path | None = None) -> str:
     """``0.1.0+git.<describe>`` in a git checkout of idard (``-dirty`` with uncommitted
     changes), else the package version. Only the checkout that holds this package counts:
     an installed wheel inside some other repository is not described by that repository."""
+    installed = idard.__version__
     package_root = Path(__file__).resolve().parents[1]
     root = root or package_root
     top = _git(root, "rev-parse", "--show-toplevel")
     if top is None or Path(top).resolve() != root.resolve():
-        return __version__
+        return installed
     described = _git(root, "describe", "--always", "--dirty", "--tags", "--abbrev=12")
-    release = __version__.split("+")[0]  # setuptools-scm's own +g<sha> would be a second local part
-    return f"{release}+git.{described}" if described else __version__
+    release = installed.split("+")[0]  # setuptools-scm's own +g<sha> would be a second local part
+    return f"{release}+git.{described}" if described else installed
 
 
 @functools.lru_cache(maxsize=1)
