@@ -9,8 +9,8 @@ from typing import Any
 @functools.cache
 def _installed_version() -> str:
     """The version setuptools-scm gave this installation (from the git tags: ``X.Y.Z`` at a
-    release tag, ``X.Y.devN+g<sha>`` past it), read from the package metadata; a source
-    tree that was never installed says ``0+unknown``. In a checkout, records and
+    release tag, ``X.Y.devN+g<sha>`` past it, ``0.0`` built without git), read from the
+    package metadata; a source tree that was never installed says ``0+unknown``. In a checkout, records and
     ``--version`` add the commit itself (`idard.provenance.code_version`)."""
     from importlib.metadata import PackageNotFoundError, version
 

@@ -48,8 +48,8 @@ import numpy as np
 
 from idard.measure.downscalers.base import DOWNSCALERS, Downscaler
 from idard.measure.images import RGBImage
-from idard.measure.registry import SpecError
 from idard.measure.lazy import lazy_import
+from idard.measure.registry import SpecError
 
 fft = lazy_import("scipy.fft")  # imported on first use: listing plug-ins needs no SciPy
 
