@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FACES := $(VENV)/.faces-installed
 
-.PHONY: run test faces install clean
+.PHONY: run test faces install browser clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m venv $(VENV)
@@ -34,10 +34,21 @@ $(FACES): $(STAMP)
 
 install: $(STAMP)
 
+# The HTML report is tested in a real browser: Debian's chromium, installed when absent
+# and this machine's package manager is usable (root with apt-get, as in CI); otherwise
+# the browser tests skip and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the HTML report's browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+	    || echo "chromium could not be installed: the browser tests will skip"; \
+	else echo "not root or no apt-get: chromium not installed, the browser tests will skip"; fi
+
 run: $(STAMP)
 	$(BIN)/idard-bench run
 
-test: $(STAMP) $(FACES)
+test: $(STAMP) $(FACES) browser
 	$(BIN)/python -m pytest
 
 faces: $(FACES)

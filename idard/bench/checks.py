@@ -37,11 +37,16 @@ from typing import Any
 
 import polars as pl
 
+from idard.bench.safe_yaml import MAX_YAML_BYTES, checked_text, clip, load_yaml, quote, read_bounded, yaml_error_line
 from idard.measure.registry import SpecError
 
 
 class CheckError(ValueError):
-    """A check that cannot be evaluated as written; the message names the key."""
+    """A check that cannot be evaluated as written; the message names the key, in a few
+    hundred characters whatever the values it quotes."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(clip(message))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,13 +98,13 @@ def _canonical(spec: str, kind: str) -> str:
 def _names(value: Any, where: str) -> list[str]:
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(v, str) and v.strip() for v in items):
-        raise CheckError(f"{where}: must be a downscaler spec or a non-empty list of them, got {value!r}")
+        raise CheckError(f"{where}: must be a downscaler spec or a non-empty list of them, got {quote(value)}")
     return [v.strip() for v in items]
 
 
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CheckError(f"{where}: must be a number, got {value!r}")
+        raise CheckError(f"{where}: must be a number, got {quote(value)}")
     return float(value)
 
 
@@ -128,7 +133,7 @@ def register(kind: Kind) -> Kind:
 
 def _params(raw: Any, where: str, allowed: Sequence[str], required: Sequence[str]) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
-        raise CheckError(f"{where}: must be a mapping with keys {', '.join(allowed)}, got {raw!r}")
+        raise CheckError(f"{where}: must be a mapping with keys {', '.join(allowed)}, got {quote(raw)}")
     unknown = sorted(set(raw) - set(allowed) - set(_FILTERS))
     if unknown:
         raise CheckError(f"{where}.{unknown[0]}: unknown key; allowed: {', '.join([*allowed, *_FILTERS])}")
@@ -137,10 +142,10 @@ def _params(raw: Any, where: str, allowed: Sequence[str], required: Sequence[str
             raise CheckError(f"{where}.{key}: is required")
     params = dict(raw)
     if "scale" in params and (not isinstance(params["scale"], int) or isinstance(params["scale"], bool)):
-        raise CheckError(f"{where}.scale: must be an integer, got {params['scale']!r}")
+        raise CheckError(f"{where}.scale: must be an integer, got {quote(params['scale'])}")
     for key in ("model", "metric"):
         if key in params and not (isinstance(params[key], str) and params[key].strip()):
-            raise CheckError(f"{where}.{key}: must be a spec string, got {params[key]!r}")
+            raise CheckError(f"{where}.{key}: must be a spec string, got {quote(params[key])}")
     return params
 
 
@@ -153,23 +158,31 @@ def _spearman_params(raw: Any, where: str) -> dict[str, Any]:
         raise CheckError(f"{where}: give either template (a spec with one {{}}) or downscalers, not both or neither")
     values = p["parameter"]
     if not isinstance(values, list) or len(values) < 2:
-        raise CheckError(f"{where}.parameter: must be a list of at least two numbers, got {values!r}")
+        raise CheckError(f"{where}.parameter: must be a list of at least two numbers, got {quote(values)}")
     p["parameter"] = [_number(v, f"{where}.parameter") for v in values]
     if "template" in p:
         template = p.pop("template")
-        if not isinstance(template, str) or template.count("{}") != 1:
-            raise CheckError(f"{where}.template: must be a spec with exactly one {{}}, got {template!r}")
-        p["downscalers"] = [template.format(_plain(v)) for v in values]
+        p["downscalers"] = [_fill(template, v, f"{where}.template") for v in values]
     p["downscalers"] = _names(p["downscalers"], f"{where}.downscalers")
     if len(p["downscalers"]) != len(p["parameter"]):
         raise CheckError(f"{where}: {len(p['downscalers'])} downscalers but {len(p['parameter'])} parameter values")
     if p["sign"] not in (1, -1) or isinstance(p["sign"], bool):
-        raise CheckError(f"{where}.sign: must be +1 or -1, got {p['sign']!r}")
+        raise CheckError(f"{where}.sign: must be +1 or -1, got {quote(p['sign'])}")
     p["min_abs"] = _number(p.get("min_abs", 1.0), f"{where}.min_abs")
     if not 0 < p["min_abs"] <= 1:
         raise CheckError(f"{where}.min_abs: must be in (0, 1], got {p['min_abs']}")
     p.setdefault("family", p["downscalers"][0].split("(")[0])
     return p
+
+
+def _fill(template: Any, value: float, where: str) -> str:
+    """``template`` with its one ``{}`` replaced by ``value``. Not ``str.format``: any other
+    brace would be a field it reads (``{x}``, ``{0}``, ``{.__class__}``) and fails on
+    with its own exception, or an attribute of the value it would write out."""
+    rest = template.replace("{}", "", 1) if isinstance(template, str) else "{"
+    if "{" in rest or "}" in rest or rest == template:
+        raise CheckError(f"{where}: must be a spec with exactly one {{}} and no other braces, got {quote(template)}")
+    return template.replace("{}", str(_plain(value)))
 
 
 def _plain(value: float) -> Any:
@@ -324,10 +337,10 @@ def parse_checks(raw: Any, path: str, downscalers: Sequence[str] = (), models: S
         where = f"checks[{i}]"
         if not isinstance(item, Mapping) or len(item) != 1:
             raise CheckError(f"{path}: key {where!r}: must be a mapping with one key, the check's kind "
-                             f"({', '.join(KINDS)}), got {item!r}")
+                             f"({', '.join(KINDS)}), got {quote(item)}")
         (name, value), = item.items()
         if name not in KINDS:
-            raise CheckError(f"{path}: key {where!r}: unknown check kind {name!r}; kinds: {', '.join(KINDS)}")
+            raise CheckError(f"{path}: key {where!r}: unknown check kind {quote(name)}; kinds: {', '.join(KINDS)}")
         kind = KINDS[name]
         try:
             params = kind.normalise(value, f"{where}.{name}")
@@ -337,12 +350,12 @@ def parse_checks(raw: Any, path: str, downscalers: Sequence[str] = (), models: S
         if known_ds:
             for spec in kind.downscalers(params):
                 if canonical(spec, "downscaler") not in known_ds:
-                    raise CheckError(f"{path}: key '{where}.{name}': downscaler {spec!r} is not in the suite's "
+                    raise CheckError(f"{path}: key '{where}.{name}': downscaler {quote(spec)} is not in the suite's "
                                      f"downscalers ({', '.join(sorted(known_ds))})")
         if known_models and "model" in params:
             model = canonical(params["model"], "model")
             if model not in known_models:
-                raise CheckError(f"{path}: key '{where}.{name}.model': {params['model']!r} is not one of the "
+                raise CheckError(f"{path}: key '{where}.{name}.model': {quote(params['model'])} is not one of the "
                                  f"suite's models ({', '.join(sorted(known_models))})")
             params["model"] = model  # as records name it (weights paths resolved against the suite)
         checks.append(Check(name, params, where))
@@ -474,8 +487,9 @@ def render_json(results: Sequence[CheckResult]) -> str:
                         "values": r.values} for r in results], indent=2, default=str) + "\n"
 
 
-def read_run_file(run_dir: str, name: str) -> str:
-    """A small text file beside a run's records (``suite.yaml``), on a disk or an object store."""
+def read_run_file(run_dir: str, name: str, limit: int = MAX_YAML_BYTES) -> str:
+    """A small text file beside a run's records (``suite.yaml``), on a disk or an object
+    store, read no further than ``limit`` bytes (`YAMLRefused` past it)."""
     import pyarrow.fs
 
     from idard.bench.store import is_uri
@@ -484,28 +498,31 @@ def read_run_file(run_dir: str, name: str) -> str:
     if is_uri(location):
         fs, path = pyarrow.fs.FileSystem.from_uri(location)
         with fs.open_input_stream(path) as stream:
-            return stream.read().decode()
-    from pathlib import Path
-
-    return Path(location.removeprefix("file://")).read_text()
+            return checked_text(stream.read(limit + 1), limit)
+    return read_bounded(location.removeprefix("file://"), limit)
 
 
 def checks_of_run(run_dir: str) -> tuple[tuple[Check, ...], str]:
-    """The checks and the name of the suite a run directory ran (its ``suite.yaml`` copy);
-    none when the copy is missing or has no checks."""
+    """The checks and the name of the suite a run directory ran (its ``suite.yaml`` copy),
+    read with the bounded loader of every YAML file idard reads; none when the copy is
+    missing or has no checks. A copy that is not a suite raises `CheckError` naming it."""
     import yaml
 
     # suite.run.yaml is the run's copy when --out was the suite's own folder (whose
     # suite.yaml is the user's file, left as is: see idard.bench.jobs.suite_copy_name)
     for name in ("suite.run.yaml", "suite.yaml"):
         try:
-            data = yaml.safe_load(read_run_file(run_dir, name))
+            data = load_yaml(read_run_file(run_dir, name))
         except (FileNotFoundError, OSError):
             continue
+        except yaml.YAMLError as exc:
+            raise CheckError(f"{run_dir}/{name}: not valid YAML: {yaml_error_line(exc)}") from None
+        except (ValueError, RecursionError) as exc:  # YAMLRefused, UnicodeDecodeError
+            raise CheckError(f"{run_dir}/{name}: refused: {exc}") from None
         if not isinstance(data, Mapping):
             return (), ""
         raw = data.get("checks")
-        raw = [dict(c) for c in raw] if isinstance(raw, (list, tuple)) else raw
+        raw = [dict(c) if isinstance(c, Mapping) else c for c in raw] if isinstance(raw, (list, tuple)) else raw
         return parse_checks(raw, f"{run_dir}/{name}"), str(data.get("name", ""))
     return (), ""
 

@@ -355,9 +355,15 @@ def run(
             else:
                 summary = run_suite(suite, target, options, console, lease=lease, retry_errors=retry_errors,
                                     recompute_changed=recompute_changed)
+            from idard.bench.report.scope import SuiteKeys, idard_made, run_scope
+
+            store = RecordStore(target)
+            scope = run_scope(SuiteKeys.of(suite, [ref.name for ref in summary.plan.images]))
+            writable = idard_made(store)
             shown = _print_report(summary.records, target, _baseline(baseline, suite.downscalers), bootstrap,
-                                  include_unconverged, suite={"suite": suite.name, "suite_hash": suite.digest()})
-            _print_checks(target, shown.table, summary.records)
+                                  include_unconverged, scope=scope, left_out=scope.left_out(store.scan()),
+                                  write=writable)
+            _print_checks(target, shown.table, summary.records, write=writable)
             _print_failing(summary.failing, target)
         if summary.result is not None:
             r = summary.result
@@ -391,47 +397,77 @@ def _baseline(option: str | None, downscalers) -> str | None:
 
 
 def _print_report(records, out: str, baseline: str | None, bootstrap: int, include_unconverged: bool, *,
-                  formats: tuple[str, ...] | None = None, suite: dict | None = None, store=None):
+                  scope, formats: tuple[str, ...] | None = None, suite: dict | None = None, store=None,
+                  left_out: int = 0, write: bool = True):
     """Reduce records to the IDA-RD table (and paired differences); print and write them.
-    The table is always written, whatever happens to the paired comparison. ``store``:
-    the record store ``records`` are all of, when they are (for a cheaper duplicate test)."""
+    The table is always written, whatever happens to the paired comparison, unless
+    ``write`` is False (``out`` is a folder idard did not make: its files may be the
+    user's). ``scope`` (`idard.bench.report.scope.Scope`) says which keys ``records``
+    are, ``left_out`` how many others the run directory holds. ``store``: the record
+    store ``records`` are of, when they are (for a cheaper duplicate test)."""
+    from idard.bench.report import DEFAULT_FORMATS, rich_table, table_models, write_reports
     from idard.bench.report.reduce import build_report
-    from idard.bench.report import DEFAULT_FORMATS, rich_paired_table, rich_table, write_reports
     from idard.bench.store import without_duplicates
 
     records, extra = without_duplicates(records, store)
     if extra:
         err_console.print(f"warning: {out} holds {extra} extra cop{'y' if extra == 1 else 'ies'} of record keys "
                           "(two runs wrote into it at once?); each key is counted once", highlight=False)
-    report = build_report(records, baseline=baseline, n_boot=bootstrap, include_unconverged=include_unconverged)
-    meta = {**report.reduction(), **(suite or {})}
-    written = write_reports(report.table, out, report.paired, unconverged_in_mean=report.include_unconverged,
-                            formats=formats or DEFAULT_FORMATS, meta=meta)
-    console.print(rich_table(report.table, unconverged_in_mean=report.include_unconverged))
-    if report.paired is not None and report.paired.height:
-        console.print(rich_paired_table(report.paired))
+    if scope.keys is not None:
+        suite = {"suite": scope.keys.suite, "suite_hash": scope.keys.suite_hash}
+    report = build_report(records, baseline=baseline, n_boot=bootstrap, include_unconverged=include_unconverged,
+                          scope=scope.describe(left_out), suite=suite)
+    models = table_models(report)
+    for model in models:
+        console.print(rich_table(model))
     if report.paired_error:
         err_console.print(report.paired_error, highlight=False, markup=False)
-    left_out = report.table["n_unconverged"].fill_null(0).sum()
-    if left_out and not report.include_unconverged:
-        console.print(f"{left_out} unconverged samples are left out of the means (as the reference PULSE drops "
-                      "them): a downscaler whose LR the model cannot match keeps only its easy samples. "
-                      "Compare with --include-unconverged.", highlight=False)
-    console.print(f"tables: {', '.join(written)}", highlight=False)
+    if write:
+        written = write_reports(models, out, formats=formats or DEFAULT_FORMATS)
+        console.print(f"tables: {', '.join(written)}", highlight=False)
+    else:
+        console.print(_not_written("tables", out, "idard-bench report RUN --out FOLDER"), highlight=False)
     return report
 
 
-def _print_checks(run_dir: str, table, records, out: str | None = None) -> None:
+def _not_written(what: str, folder: str, how: str) -> str:
+    return (f"{what} not written: {folder} holds a suite.yaml idard did not write (the suite's own folder?), "
+            f"so its ida_rd.md, paired_* and report.html may be yours; {how} writes them elsewhere")
+
+
+def _print_checks(run_dir: str, table, records, out: str | None = None, write: bool = True) -> None:
     """The suite's own checks (its ``checks:``, from the run's suite copy) next to the
-    table; ``checks.*`` are written where the tables went (``out``, default the run dir)."""
-    from idard.bench.checks import checks_of_run, report_checks
+    table; ``checks.*`` are written where the tables went (``out``, default the run dir),
+    unless ``write`` is False."""
+    from idard.bench.checks import checks_of_run, evaluate_checks, report_checks, summary_lines
 
     checks, name = checks_of_run(run_dir)
-    _, lines, written = report_checks(checks, table, records, out or run_dir, name)
+    if write:
+        _, lines, written = report_checks(checks, table, records, out or run_dir, name)
+    else:
+        lines, written = (summary_lines(evaluate_checks(checks, table, records)) if checks else []), []
     for line in lines:
         console.print(escape(line), highlight=False)  # labels hold [metric] restrictions, not markup
     if written:
         console.print(f"checks: {', '.join(written)}", highlight=False)
+
+
+def _scope(store, suite_path: Path | None, all_records: bool):
+    """The keys ``report`` reduces: ``--all-records``, ``--suite FILE``'s, else the run's suite's."""
+    from idard.bench.report.scope import Scope, SuiteKeys, default_scope
+
+    if all_records and suite_path is not None:
+        raise UsageError("--all-records and --suite exclude each other: one says which keys to reduce")
+    if all_records:
+        return Scope(None, "--all-records")
+    if suite_path is not None:
+        from idard.bench.sources import list_images
+        from idard.bench.suite import load_suite
+
+        suite = load_suite(suite_path)
+        images = [ref.name for ref in list_images(list(suite.images), Path(suite.base_dir))]
+        return Scope(SuiteKeys.of(suite, images), f"--suite {suite_path}")
+    return default_scope(store)
 
 
 @app.command()
@@ -442,6 +478,12 @@ def report(
     include_unconverged: IncludeUnconverged = False,
     out: Annotated[str | None, typer.Option("--out", help="Folder (or URI) for the tables (default: the run directory).")] = None,
     formats: Annotated[str, typer.Option("--format", help="Comma-separated: md, csv, parquet, json.")] = "md,csv,parquet",
+    all_records: Annotated[bool, typer.Option(
+        "--all-records", help="Reduce every record of the run directory, not only the keys of its suite "
+                              "(records of deleted images, of seeds a suite no longer draws...).")] = False,
+    suite_path: Annotated[Path | None, typer.Option(
+        "--suite", help="Reduce the keys of this suite (default: the run's own suite, as its last run recorded).",
+        show_default=False)] = None,
     html_path: Annotated[Path | None, typer.Argument(
         help="With --html: where to write the page (default RUN/report.html).", show_default=False)] = None,
     html: Annotated[bool, typer.Option(
@@ -450,13 +492,18 @@ def report(
     grid_images: Annotated[int, typer.Option(min=0, help="--html: images in the HR/LR/SR sample grid.")] = 2,
     grid_samples: Annotated[int, typer.Option(min=1, help="--html: SR samples per LR image in the grid.")] = 3,
 ) -> None:
-    """Reduce a run directory's records to the IDA-RD table (downscaler x model x scale)."""
+    """Reduce a run directory's records to the IDA-RD table (downscaler x model x scale).
+
+    By default the keys of the run's suite are reduced, as ``run`` reduces them; the
+    table's heading says which keys it reduced.
+    """
     import json
 
     import polars as pl
 
-    from idard.bench.report.reduce import scan_records
     from idard.bench.report import parse_formats
+    from idard.bench.report.reduce import scan_records
+    from idard.bench.report.scope import idard_made
     from idard.bench.store import RecordStore, skipped_part_notes
 
     with user_errors():
@@ -464,26 +511,33 @@ def report(
             raise UsageError(f"{html_path}: a second argument is the HTML page's path and needs --html")
         chosen = parse_formats(formats)
         store = RecordStore(run_dir)
-        records = scan_records(store)  # FileNotFoundError naming the directory when empty
+        everything = scan_records(store)  # FileNotFoundError naming the directory when empty
         for line in skipped_part_notes(store):
             err_console.print(line, highlight=False, soft_wrap=True)
+        scope = _scope(store, suite_path, all_records)
+        records = scope.records(everything)
         if baseline is None:
             has_bicubic = records.filter(pl.col("downscaler") == "bicubic").head(1).collect().height > 0
             baseline = "bicubic" if has_bicubic else None
         elif baseline.strip().lower() == "none":
             baseline = None
         try:
-            last = json.loads(RecordStore(run_dir).read_text("run.json") or "{}")
+            last = json.loads(store.read_text("run.json") or "{}")
         except json.JSONDecodeError:
             last = {}
         suite = {k: last[k] for k in ("suite", "suite_hash") if k in last} if isinstance(last, dict) else {}
+        writable = out is not None or idard_made(store)
         shown = _print_report(records, out or run_dir, baseline, bootstrap, include_unconverged, formats=chosen,
-                              suite=suite, store=store)
-        _print_checks(run_dir, shown.table, records, out)
+                              scope=scope, suite=suite, store=store,
+                              left_out=scope.left_out(everything), write=writable)
+        _print_checks(run_dir, shown.table, records, out, write=writable)
         if html:
             from idard.bench.report.page import write_html_report
 
             page = html_path if html_path is not None or out is None else Path(out) / "report.html"
+            if page is None and not writable:
+                console.print(_not_written("html", run_dir, "report RUN --html PAGE.html"), highlight=False)
+                return
             path = write_html_report(run_dir, shown, records, page, grid_images=grid_images,
                                      grid_samples=grid_samples, log=lambda line: console.print(line, highlight=False))
             console.print(f"html: {path}", highlight=False)
@@ -523,6 +577,8 @@ def compact(
         store = RecordStore(run_dir)
         with RunLease(store, command="compact").hold():  # never beside a run writing the same directory
             result = compact_store(store, target_mb=target_mb)
+        for path, why in result.set_aside:
+            err_console.print(f"moved {path} to quarantine: {why}", highlight=False, markup=False, soft_wrap=True)
         console.print(f"{result.parts_before} parts -> {result.parts_after}: {result.rewritten} rewritten as "
                       f"{result.written} ({result.records} records) in {result.seconds:.1f} s"
                       + (f"; finished {result.recovered} interrupted compaction(s)" if result.recovered else ""),
@@ -665,9 +721,11 @@ def _fetch_weights(name: str) -> None:
         console.print(f"downloading {url}" + (f" ({entry.member})" if entry.member else ""), highlight=False)
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), console=console, transient=not sys.stdout.isatty()) as bar:
-            task = bar.add_task(entry.file, total=entry.size)
+            task = bar.add_task(entry.file, total=entry.download_size)
             try:
-                fetch(url, entry.cached, sha256=entry.expected_sha256(), member=entry.member,
+                # the published hash only: fetch checks a recorded one itself, and says which it was
+                fetch(url, entry.cached, sha256=entry.sha256, member=entry.member, size=entry.download_size,
+                      max_size=entry.size_cap,
                       progress=lambda done, total: bar.update(task, completed=done, total=total))
                 break
             except (WeightsNotFound, OSError) as exc:

@@ -151,15 +151,19 @@ def load_cluster_config(path: str | Path, *, allow_placeholders: bool = False) -
     """
     from ray.autoscaler._private.util import prepare_config, validate_config
 
+    from idard.bench.safe_yaml import YAMLRefused, load_yaml, read_bounded, yaml_error_line
+
     path = Path(path)
     try:
-        config = yaml.safe_load(path.read_text())
+        config = load_yaml(read_bounded(path))  # idard's one bounded YAML loader (aliases, size)
     except FileNotFoundError:
         raise ClusterConfigError(f"{path}: no such cluster file") from None
+    except YAMLRefused as exc:
+        raise ClusterConfigError(f"{path}: refused: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ClusterConfigError(f"{path}: cannot read cluster file ({exc})") from None
     except yaml.YAMLError as exc:
-        raise ClusterConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ClusterConfigError(f"{path}: not valid YAML: {yaml_error_line(exc)}") from None
     if not isinstance(config, dict):
         raise ClusterConfigError(f"{path}: a cluster file must be a mapping, got {type(config).__name__}")
     if not allow_placeholders:

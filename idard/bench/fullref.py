@@ -87,6 +87,7 @@ def run_reference_suite(suite: Any, out: str | Path, console: Console):
 
     from idard.bench.jobs import RunSummary, failing_images, suite_records, write_suite_copy
     from idard.bench.plan import Plan
+    from idard.bench.report.scope import SuiteKeys, write_suite_keys
     from idard.bench.sources import list_images
     from idard.measure.distortions import DISTORTIONS
     from idard.measure.downscalers import DOWNSCALERS
@@ -99,6 +100,7 @@ def run_reference_suite(suite: Any, out: str | Path, console: Console):
     images = list_images(list(suite.images), base)
     references = {ref.name: ref for ref in list_images(list(suite.reference), base)}
     write_suite_copy(store, suite, console)  # loadable, and never over the user's suite.yaml
+    write_suite_keys(store, SuiteKeys.of(suite, [ref.name for ref in images]))  # what `report` reduces
     held = store.scan().select(KEY_COLUMNS).collect()
     held_keys = set(held.iter_rows())
     downscalers = [DOWNSCALERS.create(d) for d in suite.downscalers]

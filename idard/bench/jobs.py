@@ -22,6 +22,13 @@ from idard.bench.plan import Plan, make_plan
 from idard.bench.progress import RunProgress
 from idard.bench.runner import RunOptions, RunResult, execute
 from idard.bench.store import RecordStore, without_duplicates
+from idard.bench.report.scope import (
+    SUITE_COPY,
+    SUITE_COPY_HEADER,
+    SuiteKeys,
+    suite_copy_is_idards,
+    write_suite_keys,
+)
 from idard.bench.suite import Suite, SuiteError, suite_document
 
 QUICKSTART = "benchmark/quickstart.yaml"
@@ -39,12 +46,8 @@ def default_suite() -> Path:
 
 
 def suite_keys(suite: Suite, image_names: list[str]) -> pl.Expr:
-    """True for records whose key belongs to ``suite``."""
-    return (
-        pl.col("image").is_in(image_names) & pl.col("downscaler").is_in(list(suite.downscalers))
-        & pl.col("model").is_in(list(suite.models)) & pl.col("metric").is_in(list(suite.metrics))
-        & pl.col("seed").is_in(list(suite.seeds))
-    )
+    """True for records whose key belongs to ``suite`` (the filter ``report`` applies too)."""
+    return SuiteKeys.of(suite, image_names).expr()
 
 
 def suite_records(store: RecordStore, suite: Suite, image_names: list[str]) -> pl.LazyFrame:
@@ -154,6 +157,7 @@ def _run_holding_lease(suite: Suite, store: RecordStore, options: RunOptions, co
     for line in plan_notes(plan):
         console.print(line, highlight=False)
     write_suite_copy(store, suite, console)
+    write_suite_keys(store, SuiteKeys.of(suite, [ref.name for ref in plan.images]))  # what `report` reduces
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     result = None
     if plan.units:
@@ -178,14 +182,28 @@ def _run_holding_lease(suite: Suite, store: RecordStore, options: RunOptions, co
         "libraries": library_versions(), "lpips_trunks": lpips_trunks(list(suite.metrics)),
         "failing_images": failing,
     }
-    runs = [*_history(store), entry]
-    store.write_text("run.json", json.dumps({**entry, "runs": runs}, indent=2, default=str) + "\n")
+    record_run(store, entry)
     return RunSummary(plan, result, records, failing)
 
 
-#: The run directory's copy of its suite, loadable with ``--suite`` (it names absolute paths).
-SUITE_COPY = "suite.yaml"
-SUITE_COPY_HEADER = "# written by idard-bench run: the suite of this run directory (loadable with --suite)\n"
+def _summary(store: RecordStore) -> dict[str, object] | None:
+    """The top-level summary of ``run.json`` (its entry less the history), if any."""
+    try:
+        old = json.loads(store.read_text("run.json") or "null")
+    except json.JSONDecodeError:
+        return None
+    return {k: v for k, v in old.items() if k != "runs"} if isinstance(old, dict) else None
+
+
+def record_run(store: RecordStore, entry: dict[str, object]) -> None:
+    """Append ``entry`` to ``run.json``'s history; it becomes the top-level summary unless
+    it computed nothing and the summary there is of a run that did: the summary says
+    what made the records, and a no-op re-run made none."""
+    summary = _summary(store)
+    keep = summary is not None and not entry.get("computed") and bool(summary.get("computed"))
+    runs = [*_history(store), entry]
+    store.write_text("run.json", json.dumps({**(summary if keep else entry), "runs": runs}, indent=2,
+                                            default=str) + "\n")
 
 
 def suite_copy_name(store: RecordStore, suite: Suite) -> str:
@@ -193,11 +211,7 @@ def suite_copy_name(store: RecordStore, suite: Suite) -> str:
     is the suite's own folder): the user's file is never overwritten."""
     if not store.remote and Path(suite.path).resolve() == Path(store._root) / SUITE_COPY:
         return "suite.run.yaml"
-    try:
-        head = store.read_bytes(SUITE_COPY)[: len(SUITE_COPY_HEADER)].decode(errors="replace")
-    except FileNotFoundError:
-        return SUITE_COPY
-    return SUITE_COPY if head == SUITE_COPY_HEADER else "suite.run.yaml"
+    return "suite.run.yaml" if suite_copy_is_idards(store) is False else SUITE_COPY
 
 
 def write_suite_copy(store: RecordStore, suite: Suite, console: Console) -> str:

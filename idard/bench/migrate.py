@@ -5,7 +5,8 @@ Those records name weights and precomputed LR folders by absolute path
 current suite, whose ids say ``weights='x.pth'`` and ``folder='lr_x4',content=...``, does
 not find them and would compute everything again. `legacy_ids` finds such ids (the run
 prints a one-line notice naming ``idard-bench migrate``) and `migrate` rewrites them to
-the current ids, part by part, each part replaced atomically. A precomputed folder must
+the current ids, part by part, each part replaced atomically, holding the run directory's
+lease like every writer of records. A precomputed folder must
 still exist where the old id says (its content hash is part of the new id); ids that
 cannot be rewritten are listed and left as they are.
 """
@@ -47,7 +48,21 @@ def _current(old: str) -> str:
 
 
 def migrate(store: RecordStore) -> tuple[dict[str, str], dict[str, str]]:
-    """Rewrite legacy ids in place; returns ({old: new} rewritten, {old: why} left as is)."""
+    """Rewrite legacy ids in place, holding the run directory's lease (a run that suggests
+    migrate may still be writing there); returns ({old: new} rewritten, {old: why} left as
+    is). A path without ``records/`` is `FileNotFoundError`: there is nothing to rewrite,
+    and saying so with success would hide a mistyped path."""
+    import pyarrow.fs
+
+    from idard.bench.lease import holding
+
+    if store._fs.get_file_info(store.records_dir).type != pyarrow.fs.FileType.Directory:
+        raise FileNotFoundError(f"{store.run_dir}: not a run directory (no records/ folder there)")
+    with holding(store, "idard-bench migrate"):
+        return _rewrite(store)
+
+
+def _rewrite(store: RecordStore) -> tuple[dict[str, str], dict[str, str]]:
     mapping, failed = {}, {}
     for old in legacy_ids(store):
         try:

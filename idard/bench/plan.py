@@ -43,18 +43,17 @@ class ChangedInputError(ValueError):
     """An HR file changed under a key the store holds records of."""
 
 
-#: Beside the records: SHA-256 of each HR file by location, with the size and modification
-#: time it was hashed at, so that a re-run does not read every image again to find the
-#: changed ones (12,500 DIV2K files are 50 GB; on an object store, minutes of transfer).
+#: Beside the records: SHA-256 of each HR file by location, with the file's fingerprint
+#: when it was hashed (`ImageRef.stat`), so that a re-run does not read every image again
+#: to find the changed ones (12,500 DIV2K files are 50 GB; on an object store, minutes).
 HASH_CACHE = "hr_hashes.json"
 
 
 class _HashCache:
-    """HR files' SHA-256 by location, trusted while size and mtime are unchanged.
-
-    The same rule as make's and rsync's default: a file rewritten with the same size
-    within the same mtime tick is not noticed; any other change of size or mtime makes
-    the file be read and hashed again.
+    """HR files' SHA-256 by location, trusted while the file's fingerprint is unchanged:
+    size, mtime, ctime and inode of a local file (any write changes its ctime, even with
+    the mtime set back), size and mtime of an object. Entries of another form (caches
+    of earlier versions, keyed on size and mtime only) are hashed again once.
     """
 
     def __init__(self, store: RecordStore) -> None:
@@ -69,8 +68,8 @@ class _HashCache:
     def sha256(self, ref: ImageRef) -> str:
         stat = ref.stat()
         cached = self.entries.get(ref.location)
-        if stat is not None and isinstance(cached, list) and len(cached) == 3 and cached[:2] == list(stat):
-            return cached[2]
+        if stat is not None and isinstance(cached, list) and cached[:-1] == list(stat):
+            return cached[-1]
         digest = hashlib.sha256(ref.read()).hexdigest()
         if stat is not None:
             self.entries[ref.location] = [*stat, digest]
@@ -87,8 +86,8 @@ def changed_images(store: RecordStore, images: Sequence[ImageRef]) -> list[tuple
     """(image, recorded SHA-256, current SHA-256, only_errors) of every image whose file
     changed since records of it were computed; ``only_errors`` when all those records are
     error records (a broken file since replaced: nothing computed is at stake). Hashes
-    each image the store has records of, reading only files whose size or modification
-    time differ from the run directory's hash cache (`HASH_CACHE`); records made before
+    each image the store has records of, reading only files whose fingerprint (size,
+    mtime, ctime, inode) differs from the run directory's hash cache (`HASH_CACHE`); records made before
     hashes were recorded are not checked."""
     from idard.measure.records import is_error
 

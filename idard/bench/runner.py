@@ -22,7 +22,9 @@ Failures:
   once.
 * A setup error raised on a worker (weights that vanished after planning) is not an
   image's fault: the run stops with that error's one-line message, keeping every record
-  written, instead of writing error records that a later run would never recompute.
+  written, instead of writing error records that a later run would never recompute. The
+  results still in flight are read and dropped (`_abandon`), so Ray prints no traceback
+  of its own for them after that line.
 * SIGTERM stops a run as SIGINT does: the driver finishes its loop step, flushes, stops
   its workers and raises `RunInterrupted`.
 * The driver dies: at most the unflushed records are lost; the next run's plan subtracts
@@ -322,6 +324,27 @@ def _final_infos(pool: _Pool, timeout: float = 10.0) -> None:
             continue
 
 
+def _abandon(refs: list[Any], wait_s: float = 5.0) -> None:
+    """Read and drop the results of work a stopped run no longer wants.
+
+    Ray prints the traceback of every failed task whose result nobody read ("Unhandled
+    error"), when its reference is freed: after a setup error's one line (weights that
+    vanished), each other unit in flight, failed the same way, added an 18-line traceback.
+    Queued tasks are cancelled and killed actors' tasks end at once, so the wait is short.
+    """
+    import ray
+
+    for ref in refs:
+        with contextlib.suppress(Exception):  # an actor task already running, or its actor gone
+            ray.cancel(ref)
+    if not refs:
+        return
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+    for ref in ready:
+        with contextlib.suppress(Exception):  # the errors are the point: read, so Ray reports none
+            ray.get(ref, timeout=0)
+
+
 def start_workers(plan: Plan, options: RunOptions, worker_cls: type | None = None) -> list[Any]:
     """Start the actors for ``plan`` (they load their models on first use).
 
@@ -439,6 +462,11 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
                 pool.last_alive = time.monotonic()
                 writer.add(frame)
                 progress.advance(unit.tasks, str(frame["worker"][0]) if frame.height else f"worker {index}")
+    except BaseException:
+        stopped = True
+        raise
+    else:
+        stopped = False
     finally:
         term.__exit__()
         writer.flush()
@@ -447,5 +475,7 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
         if owned:
             for actor in actors:
                 ray.kill(actor, no_restart=True)
+        if stopped:
+            _abandon([*in_flight, *pool.probes])
     return RunResult(computed_tasks=progress.computed, written_records=writer.written, failed_units=len(failed_images),
                      seconds=time.perf_counter() - started, workers=[pool.infos[i] for i in sorted(pool.infos)])

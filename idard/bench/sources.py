@@ -42,9 +42,17 @@ class ImageRef:
     name: str
     location: str  # local path or URI
 
-    def stat(self) -> tuple[int, int] | None:
-        """(size in bytes, modification time in ns) of the file, or None when the file
-        system does not say (or the file is gone): what a hash cache can be keyed on."""
+    def stat(self) -> tuple[int, ...] | None:
+        """What a hash cache may trust the file's content by, or None when the file system
+        does not say (or the file is gone).
+
+        A local file: (size, mtime_ns, ctime_ns, inode). Size and mtime alone miss a
+        same-size rewrite whose mtime was set back (``cp -p``, ``rsync -t``, ``touch -r``)
+        or fell in the same mtime tick; every write, rename over or ``utime`` sets the
+        ctime to now, and no user can set it back. An object: (size, mtime_ns), all an
+        object store says; every PUT is a new object with a new modification time (on S3
+        to the second: a same-size PUT within the second of the hashed one is missed).
+        """
         try:
             if _URI.match(self.location):
                 import pyarrow.fs
@@ -55,7 +63,7 @@ class ImageRef:
                     return None
                 return int(info.size), int(info.mtime_ns)
             st = os.stat(self.location)
-            return st.st_size, st.st_mtime_ns
+            return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
         except OSError:
             return None
 

@@ -27,6 +27,7 @@ import contextlib
 import datetime as dt
 import functools
 import io
+import json
 import os
 import time
 import uuid
@@ -51,11 +52,16 @@ STORE_SCHEMA: dict[str, pl.DataType] = {
     "written_at": pl.Datetime("us", "UTC"),
 }
 PART_GLOB = "part-*.parquet"
+FENCE_PREFIX = "fence-"
 QUARANTINE = "quarantine"
 #: A temporary part younger than this may belong to a live writer: never removed.
 PARTIAL_MIN_AGE_S = 120.0
-#: Validity of parts already checked, by (path, size): parts are immutable once renamed.
-_CHECKED: dict[tuple[str, int], str | None] = {}
+#: What was found checking a part, by (path, size): (why it cannot be read or None, its
+#: rows). Parts are immutable once renamed (a rewrite in place changes the size).
+_CHECKED: dict[tuple[str, int], tuple[str | None, int]] = {}
+#: Columns without which a part's records mean nothing (a part lacking ``value`` would
+#: count as non-finite for ever, never recomputed).
+REQUIRED_COLUMNS = (*KEY_COLUMNS, "value", "finite")
 
 
 class StoreWriteError(RuntimeError):
@@ -65,17 +71,20 @@ class StoreWriteError(RuntimeError):
         super().__init__(message)
 
 
-def _part_problem(fs: pyarrow.fs.FileSystem, path: str, size: int) -> str | None:
-    """Why a part cannot be read as records (None when it can): read from its footer only."""
+def _inspect_part(fs: pyarrow.fs.FileSystem, path: str, size: int) -> tuple[str | None, int]:
+    """Why a part cannot be read as records (None when it can), and its rows: read from its
+    footer only (the rows let readers check a compaction manifest against its parts)."""
     import pyarrow.parquet as pq
 
     if size == 0:
-        return "empty file"
+        return "empty file", 0
     try:
-        schema = pq.read_schema(path, filesystem=fs)
+        with fs.open_input_file(path) as handle:
+            metadata = pq.read_metadata(handle)
+        schema = metadata.schema.to_arrow_schema()
     except Exception as exc:  # noqa: BLE001 - ArrowInvalid, OSError: truncated or not Parquet
-        return f"not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-    return _schema_problem(schema.serialize().to_pybytes())
+        return f"not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})", 0
+    return _schema_problem(schema.serialize().to_pybytes()), metadata.num_rows
 
 
 @functools.lru_cache(maxsize=64)
@@ -91,9 +100,9 @@ def _schema_problem(serialized: bytes) -> str | None:
         columns = pl.from_arrow(schema.empty_table()).schema
     except Exception as exc:  # noqa: BLE001 - types Polars cannot read
         return f"unreadable column types ({exc})"
-    missing = [c for c in KEY_COLUMNS if c not in columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
-        return f"another schema: no key column(s) {', '.join(missing)}"
+        return f"another schema: no {', '.join(missing)} column(s)"
     extra = [c for c in columns if c not in STORE_SCHEMA]
     if extra:
         return f"another schema: unknown column(s) {', '.join(extra[:5])}"
@@ -104,9 +113,18 @@ def _schema_problem(serialized: bytes) -> str | None:
 
 
 def skipped_part_notes(store: RecordStore) -> list[str]:
-    """One line per part the last `RecordStore.parts` left out as unreadable."""
-    return [f"warning: {path}: {why}; left out (the next run moves it to records/{QUARANTINE}/ and "
-            "recomputes its keys)" for path, why in store.skipped_parts]
+    """One line per file the last `RecordStore.parts` left out: unreadable parts, parts a
+    displaced lease holder wrote late, compaction manifests and fences it could not trust."""
+    return [f"warning: {path}: {why}; left out (the next run moves it to records/{QUARANTINE}/"
+            + (" and recomputes its keys)" if Path(path).name.startswith("part-") else ")")
+            for path, why in store.skipped_parts]
+
+
+def part_writer(name: str) -> str | None:
+    """The lease token (its first 8 hex digits) a part was written under, from its name
+    ``part-<time>-<id>.<token8>.parquet``; None for parts written without a lease."""
+    stem = name.removesuffix(".parquet")
+    return stem.rsplit(".", 1)[1] if "." in stem else None
 
 
 def without_duplicates(records: pl.LazyFrame, store: RecordStore | None = None) -> tuple[pl.LazyFrame, int]:
@@ -161,6 +179,7 @@ class RecordStore:
         self.lease: RunLease | None = None  # set while a RunLease is held: writes check it
         self.skipped_parts: list[tuple[str, str]] = []  # (path, why) of the last `parts()`
         self.part_sizes: dict[str, int] = {}  # bytes of each part listed so far (parts are immutable)
+        self.part_rows: dict[str, int] = {}  # rows of each readable part listed so far (from its footer)
 
     def __repr__(self) -> str:
         return f"RecordStore({self.run_dir!r})"
@@ -192,31 +211,38 @@ class RecordStore:
             key = (info.path, int(info.size or 0))
             self.part_sizes[info.path] = key[1]
             if key not in _CHECKED:
-                _CHECKED[key] = _part_problem(self._fs, info.path, key[1])
-            if _CHECKED[key] is None:
+                _CHECKED[key] = _inspect_part(self._fs, info.path, key[1])
+            problem, self.part_rows[info.path] = _CHECKED[key]
+            if problem is None:
                 good.append(info.path)
             else:
-                self.skipped_parts.append((info.path, _CHECKED[key]))
+                self.skipped_parts.append((info.path, problem))
         return good
 
     def quarantine(self) -> list[tuple[str, str]]:
-        """Move the unreadable parts to ``records/quarantine/``; returns (new path, why).
+        """Move the files readers left out (`skipped_parts`: unreadable parts, late parts
+        of a displaced holder, untrusted manifests) to ``records/quarantine/``; returns
+        (new path, why).
 
-        Only the lease holder calls this: their keys are then missing from the store, so
-        the plan recomputes them, and the files stay for whoever wants to look.
+        Only the lease holder calls this: the parts' keys are then missing from the store,
+        so the plan recomputes them, and the files stay for whoever wants to look.
         """
         self.parts()
-        moved = []
-        for path, why in self.skipped_parts:
-            target = f"{self.records_dir}/{QUARANTINE}/{Path(path).name}"
-            if self.remote:
-                self._fs.move(path, target)
-            else:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                os.replace(path, target)
-            moved.append((target, why))
+        moved = [(self.set_aside(path), why) for path, why in self.skipped_parts]
         self.skipped_parts = []
         return moved
+
+    def set_aside(self, path: str) -> str:
+        """Move one file of ``records/`` to ``records/quarantine/``; returns its new path."""
+        self.check_lease()
+        target = f"{self.records_dir}/{QUARANTINE}/{Path(path).name}"
+        if self.remote:
+            self._fs.create_dir(target.rsplit("/", 1)[0], recursive=True)  # hierarchical stores need it
+            self._fs.move(path, target)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(path, target)
+        return target
 
     def scan(self, parts: list[str] | None = None) -> pl.LazyFrame:
         """All records, lazily (only the columns and rows a query needs are read).
@@ -282,10 +308,31 @@ class RecordStore:
             pl.col(c).cast(t) if c in records.columns else fill.get(c, pl.lit(None, dtype=t)).alias(c)
             for c, t in STORE_SCHEMA.items()
         ])
-        name = f"part-{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
+        name = f"part-{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}{self.writer_suffix()}.parquet"
         buffer = io.BytesIO()
         frame.write_parquet(buffer)
         return self._put(f"{self.records_dir}/{name}", buffer.getvalue(), partial=f"{self.records_dir}/.{name}.tmp")
+
+    def writer_suffix(self) -> str:
+        """``.<token8>`` of the lease held, for the names of new parts (`part_writer`): a
+        successor that takes the lease over fences the parts of that token it finds, and
+        readers leave out any part of it that lands later."""
+        return f".{self.lease.token[:8]}" if self.lease is not None else ""
+
+    def fence(self, token: str) -> str:
+        """After taking over the lease of ``token``: record which of its parts exist now
+        (``records/fence-<token8>.json``), so that a part its displaced holder lands later
+        (a PUT in flight when it stalled) is left out by readers instead of doubling keys
+        the successor computes. Written even when it lists no part: the displaced
+        holder's first PUT may be the one in flight. Returns the fence's path."""
+        writer = token[:8]
+        # Complete, readable parts only: a part being written when its holder stopped (a
+        # file already there on a filesystem, not yet whole) must not be let in by name.
+        names = sorted(name for name in (Path(p).name for p in self._listed_parts()) if part_writer(name) == writer)
+        target = f"{self.records_dir}/{FENCE_PREFIX}{writer}.json"
+        body = json.dumps({"writer": writer, "parts": names,
+                           "created": dt.datetime.now(dt.timezone.utc).isoformat()}).encode()
+        return self._put(target, body, partial=f"{self.records_dir}/.{FENCE_PREFIX}{writer}.json.tmp")
 
     def remove_partials(self, min_age_s: float = PARTIAL_MIN_AGE_S) -> int:
         """Delete temporary files left by a killed writer; call holding the lease.
@@ -351,7 +398,8 @@ class RecordStore:
         """Replace one part's records in one atomic step (rename, or one PUT); an empty
         frame deletes the part. For rewrites before a run writes (`drop_records`, migrate)."""
         if records.is_empty():
-            self._fs.delete_file(part)
+            self.check_lease()
+            self.delete(part)
             return
         buffer = io.BytesIO()
         records.write_parquet(buffer)
@@ -367,21 +415,38 @@ class RecordStore:
         target = f"{self._root}/{name}"
         return self._put(target, data, partial=f"{target}.tmp")
 
+    def check_lease(self, read: bool = True) -> None:
+        """Raise `LeaseLost` if this process held the lease and may no longer write
+        (`RunLease.check`; ``read=False`` skips the GET of the lease, for a batch of
+        deletions after one full check). A store without a lease writes unchecked."""
+        if self.lease is not None:
+            self.lease.check(read=read)
+
+    def delete(self, path: str) -> None:
+        """Delete one file of the run (a replaced part, a finished manifest), checking the
+        lease's validity first; a file already gone is fine."""
+        self.check_lease(read=False)
+        try:
+            self._fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+
     def _put(self, target: str, data: bytes, partial: str) -> str:
         """Write ``data`` so that readers see all of it or nothing: one PUT on an object
         store; on a disk, ``partial`` written and fsynced, then renamed (atomic).
 
-        Checks the lease first (a holder whose lease was taken over must not write), and
+        Checks the lease as the last step before the write becomes visible (a holder
+        that may have lost its lease must not write; the later the check, the smaller the
+        window a stall can slip through, see `idard.bench.lease`), and
         turns a failed write (disk full, read-only, not a folder) into a one-line
         `StoreWriteError` naming the file; a partial file is removed, never left half.
         """
-        if self.lease is not None:
-            self.lease.check()
         try:
             if self.remote:
                 # Object stores need no folders, but hierarchical ones (HDFS, Azure with a
                 # hierarchical namespace, pyarrow's mock://) refuse a file in a missing folder.
                 self._fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+                self.check_lease()  # the last step before the PUT: see idard.bench.lease
                 with self._fs.open_output_stream(target) as stream:
                     stream.write(data)
                 return target
@@ -391,6 +456,7 @@ class RecordStore:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())  # on disk before the rename makes it visible
+                self.check_lease()  # the last step before the rename makes it visible
                 os.replace(partial, target)
             except BaseException:
                 with contextlib.suppress(OSError):

@@ -28,7 +28,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def read_labels(path: str | Path, columns: Columns = Columns()) -> tuple[list[La
     """The labelled images of a CSV and why the others were left out (reason -> count)."""
     path = Path(path)
     try:
-        with path.open(newline="") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # Excel's "CSV UTF-8" starts with a BOM
             reader = csv.DictReader(fh)
             header = reader.fieldnames or []
             for column in dataclasses.astuple(columns):
@@ -234,17 +234,33 @@ def write_subset(subset: Sequence[Labelled], path: str | Path) -> Path:
 
 def copy_images(subset: Sequence[Labelled], source: str | Path, target: str | Path) -> int:
     """Copy the chosen images from ``source`` into ``target`` (a folder a suite can name).
-    A label's image name may omit the suffix; raises naming the first image not found."""
+
+    A label's image name is a path inside ``source`` (``00000/00001.png``), whose suffix
+    may be omitted. Every file is found before any is copied, and a name that is absolute
+    or climbs out with ``..`` is refused: a labels file must not copy ``/etc/passwd``
+    into a dataset. Raises naming the first image refused or not found."""
     import shutil
 
     source, target = Path(source), Path(target)
+    found = [_image_file(source, item.image) for item in subset]
     target.mkdir(parents=True, exist_ok=True)
-    for item in subset:
-        found = source / item.image
-        if not found.is_file():
-            matches = sorted(source.glob(f"{item.image}.*"))
-            if not matches:
-                raise LabelsError(f"{source}: no image {item.image!r} (nor {item.image}.*) for the subset")
-            found = matches[0]
-        shutil.copy2(found, target / found.name)
-    return len(subset)
+    for path in found:
+        shutil.copy2(path, target / path.name)
+    return len(found)
+
+
+def _image_file(source: Path, image: str) -> Path:
+    """The file a label names inside ``source``: the exact name, else ``name.*``."""
+    import glob
+
+    relative = PurePath(image)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise LabelsError(f"{source}: image {image!r} of the labels is not inside the folder "
+                          "(an absolute path or one with '..'); image names are paths inside --images")
+    exact = source / relative
+    if exact.is_file():
+        return exact
+    matches = sorted(p for p in source.glob(f"{glob.escape(image)}.*") if p.is_file())
+    if not matches:
+        raise LabelsError(f"{source}: no image {image!r} (nor {image}.*) for the subset")
+    return matches[0]

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from idard.bench.safe_yaml import YAMLRefused, clip, load_yaml, quote, read_bounded, yaml_error_line
 from idard.measure.distortions import DISTORTIONS
 from idard.measure.downscalers import DOWNSCALERS
 from idard.measure.models import MODELS
@@ -62,7 +63,11 @@ _PATH_PARAMS = ("weights", "folder")
 
 
 class SuiteError(ValueError):
-    """A suite that cannot run; the message names the file and the key."""
+    """A suite that cannot run; the message names the file and the key, in a few hundred
+    characters whatever the values it quotes."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("\n".join(clip(line) for line in message.splitlines()))  # one problem a line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +162,15 @@ class _Problems:
         except SuiteError as exc:
             self.messages.extend(str(exc).splitlines())
 
+    #: Problems shown at most: a generated suite with thousands of bad entries still gets a
+    #: message a terminal can show.
+    SHOWN = 50
+
     def raise_any(self) -> None:
         """One line per problem, each naming the file and the key."""
+        if len(self.messages) > self.SHOWN:
+            more = len(self.messages) - self.SHOWN
+            raise SuiteError("\n".join([*self.messages[:self.SHOWN], f"{self.path}: ... and {more:,} more problems"]))
         if self.messages:
             raise SuiteError("\n".join(self.messages))
 
@@ -187,9 +199,9 @@ def _spec_params(spec: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(spec, Mapping):
         params = dict(spec)
         if "name" not in params:
-            raise SpecError(f"mapping {dict(spec)!r} has no 'name' key")
+            raise SpecError(f"mapping {quote(dict(spec))} has no 'name' key")
         return str(params.pop("name")), params
-    raise SpecError(f"{spec!r} is neither a spec string nor a mapping with a 'name' key")
+    raise SpecError(f"{quote(spec)} is neither a spec string nor a mapping with a 'name' key")
 
 
 def _plugins(raw: Any, registry: Registry, path: str, key: str, base: Path) -> tuple[list[Any], list[str]]:
@@ -219,15 +231,15 @@ def _plugins(raw: Any, registry: Registry, path: str, key: str, base: Path) -> t
 def _int_list(raw: Any, path: str, key: str, minimum: int) -> list[int]:
     items = raw if isinstance(raw, list) else [raw]
     if not items or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in items):
-        raise _fail(path, key, f"must be a list of integers >= {minimum}, got {raw!r}")
+        raise _fail(path, key, f"must be a list of integers >= {minimum}, got {quote(raw)}")
     if len(set(items)) != len(items):
-        raise _fail(path, key, f"has repeated values: {raw!r}")
+        raise _fail(path, key, f"has repeated values: {quote(raw)}")
     return items
 
 
 def _positive_int(raw: Any, path: str, key: str) -> int:
     if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
-        raise _fail(path, key, f"must be a positive integer, got {raw!r}")
+        raise _fail(path, key, f"must be a positive integer, got {quote(raw)}")
     return raw
 
 
@@ -239,7 +251,7 @@ def _seeds(data: Mapping[str, Any], path: str) -> tuple[int, ...]:
     samples = _positive_int(data.get("samples", 8), path, "samples")
     start = data.get("seed_start", 0)
     if not isinstance(start, int) or isinstance(start, bool) or start < 0:
-        raise _fail(path, "seed_start", f"must be an integer >= 0, got {start!r}")
+        raise _fail(path, "seed_start", f"must be an integer >= 0, got {quote(start)}")
     return tuple(range(start, start + samples))
 
 
@@ -289,7 +301,7 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None, *, c
             raise _fail(path, "images", f"must be a list of image sources: {_KEYS['images']}")
     hr_policy = data.get("hr_policy", "center-crop")
     if hr_policy not in HR_POLICIES:
-        problems.messages.append(str(_fail(path, "hr_policy", f"{hr_policy!r} is not supported; "
+        problems.messages.append(str(_fail(path, "hr_policy", f"{quote(hr_policy)} is not supported; "
                                                                 f"allowed: {', '.join(HR_POLICIES)}")))
     scalers: list[Any] = []
     downscalers: list[str] = []
@@ -324,7 +336,10 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None, *, c
         scorers, metrics = _plugins(data.get("metrics", ["lpips-alex"]), DISTORTIONS, path, "metrics", base)
     name = data.get("name", Path(path).stem)
     if not isinstance(name, str) or not name.strip():
-        problems.messages.append(str(_fail(path, "name", f"must be a non-empty string, got {name!r}")))
+        problems.messages.append(str(_fail(path, "name", f"must be a non-empty string, got {quote(name)}")))
+    description = ""
+    with problems.collect():
+        description = _description(data.get("description"), path)
     seeds: tuple[int, ...] = ()
     with problems.collect():
         seeds = _seeds(data, path) if not reference else _reference_seeds(data, path)
@@ -344,7 +359,7 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None, *, c
     specs = tuple((plugin_id, plugin.spec) for plugin_id, plugin in plugins)
     return Suite(
         name=name,
-        description=str(data.get("description", "")),
+        description=description,
         images=tuple(s.strip() for s in images),
         hr_policy=hr_policy,
         scales=tuple(scales or ()),
@@ -360,6 +375,12 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None, *, c
         reference=reference,
         requires=requires,
     )
+
+
+def _description(raw: Any, path: str) -> str:
+    if isinstance(raw, (list, dict)):
+        raise _fail(path, "description", f"must be free text (a string), got a {type(raw).__name__}")
+    return "" if raw is None else str(raw)
 
 
 def _reference(data: Mapping[str, Any], path: str) -> tuple[str, ...]:
@@ -409,89 +430,26 @@ def _requires(raw: Any, path: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in items)
 
 
-#: The most YAML nodes a suite may hold once its aliases are expanded: real suites hold
-#: hundreds; a few hundred bytes of nested aliases ("billion laughs") would hold billions.
-MAX_SUITE_NODES = 100_000
-
-
-class _SuiteLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that refuses duplicate keys (the last silently won)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                repeated = key in seen
-            except TypeError:  # an unhashable key: the base class says so
-                break
-            if repeated:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (a YAML mapping holds each key once)", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _expanded_size(root: yaml.Node, limit: int) -> int:
-    """Nodes in the document with every alias expanded, counted without expanding
-    (an alias is the same node object, so sizes are memoised); stops past ``limit``."""
-    sizes: dict[int, int] = {}
-    in_progress: set[int] = set()
-
-    def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in in_progress:
-            raise ValueError("an alias refers to a node that contains it (a recursive document)")
-        in_progress.add(key)
-        total = 1
-        if isinstance(node, yaml.SequenceNode):
-            total += sum(size(child) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
-        in_progress.discard(key)
-        sizes[key] = min(total, limit + 1)
-        return sizes[key]
-
-    return size(root)
-
-
-def safe_load_suite(text: str, max_nodes: int = MAX_SUITE_NODES) -> Any:
-    """``yaml.safe_load``, refusing duplicate keys and documents whose aliases expand past
-    ``max_nodes`` nodes, before anything is built from them (bounded memory and time)."""
-    loader = _SuiteLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        try:
-            nodes = _expanded_size(node, max_nodes)
-        except RecursionError:
-            raise ValueError("nested too deeply") from None
-        if nodes > max_nodes:
-            raise ValueError(f"more than {max_nodes} YAML nodes once its aliases are expanded "
-                             "(nested aliases: a suite is a short list of names)")
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
+#: The loader of `read_suite_file` and `load_suite`: bounded in bytes, nodes and expanded
+#: text, refusing duplicate keys (see `idard.bench.safe_yaml`).
+safe_load_suite = load_yaml
 
 
 def read_suite_file(path: str | Path, loader: Callable[[str], Any] = safe_load_suite) -> Any:
     """The parsed, not yet validated content of a suite file; errors name the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_bounded(path)
     except FileNotFoundError:
         raise SuiteError(f"{path}: no such suite file") from None
+    except YAMLRefused as exc:
+        raise SuiteError(f"{path}: refused: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError(f"{path}: cannot read suite ({exc})") from None
     try:
         return loader(text)
     except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise SuiteError(f"{path}: not valid YAML: {yaml_error_line(exc)}") from None
     except (ValueError, RecursionError) as exc:
         raise SuiteError(f"{path}: refused: {exc}") from None
 

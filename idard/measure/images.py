@@ -18,6 +18,12 @@ of billions of pixels (a decompression bomb). Pillow refuses those before decodi
 pypng and tifffile do not, so each decoder here reads the header first and refuses an
 image of more than `max_image_pixels` pixels: Pillow's ``Image.MAX_IMAGE_PIXELS``, set
 from ``$IDARD_MAX_IMAGE_PIXELS`` when given (``0`` turns the limit off).
+
+The limit holds per *image*, not per page: a file of many pages or frames, each under the
+limit, would add up past it (a 530 KB TIFF of 6 pages held 486 Mpx). So only the first
+page of a TIFF is decoded (as Pillow decodes only the first frame of a GIF, APNG or WebP),
+and a page is refused from its header when its samples per pixel make it hold more
+values than an RGBA image at the limit, or when it is a volume (``ImageDepth`` > 1).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: reading and labelling need none
+    import tifffile
     import torch
 
 SUPPORTED_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
@@ -96,16 +103,20 @@ class RGBImage:
 
 
 def _to_rgb(array: np.ndarray, max_value: float) -> np.ndarray:
-    """Integer or float array with 1-4 channels -> float32 RGB in [0, 1]."""
-    x = array.astype(np.float32) / np.float32(max_value)
-    if x.ndim == 2:
-        x = x[:, :, None]
-    channels = x.shape[2]
-    if channels in (1, 2):  # grey, grey + alpha
-        x = np.repeat(x[:, :, :1], 3, axis=2)
-    elif channels >= 3:  # RGB, RGBA (alpha dropped)
-        x = x[:, :, :3]
-    return np.ascontiguousarray(np.clip(x, 0.0, 1.0))
+    """Integer or float array with 1-4 channels -> float32 RGB in [0, 1].
+
+    The channels are picked on the decoded array and the result is written in place, so
+    the only float array is the result (12 bytes per pixel): converting, repeating and
+    clipping whole arrays held three float copies, 3.2 GB for one image at the limit.
+    """
+    x = array[:, :, None] if array.ndim == 2 else array
+    if x.ndim != 3:
+        raise ValueError(f"a {array.ndim}-D array of shape {array.shape} is not an image")  # named by decode_image
+    x = x[:, :, :1] if x.shape[2] in (1, 2) else x[:, :, :3]  # grey (+ alpha) | RGB (+ alpha dropped)
+    rgb = np.empty((x.shape[0], x.shape[1], 3), np.float32)
+    # float32 arithmetic, as x.astype(float32) / float32(max_value) is; grey broadcasts to 3
+    np.divide(x, np.float32(max_value), out=rgb, dtype=np.float32, casting="unsafe")
+    return np.clip(rgb, 0.0, 1.0, out=rgb)
 
 
 def _read_png16(data: bytes) -> np.ndarray | None:
@@ -123,18 +134,43 @@ def _read_png16(data: bytes) -> np.ndarray | None:
     return data.reshape(height, width, planes)
 
 
+#: The most samples per pixel an image at the pixel limit may hold (RGBA).
+MAX_SAMPLES = 4
+
+
+def _check_tiff_page(page: "tifffile.TiffPage") -> None:
+    """Refuse, from its header, a page that would decode to more than an RGBA image at
+    the pixel limit: the limit counts pixels, and a page may hold thousands of samples
+    per pixel (``SamplesPerPixel`` is 16-bit) or be a stack of planes (``ImageDepth``)."""
+    _check_size(int(page.imagewidth), int(page.imagelength))
+    if int(page.imagedepth) > 1:
+        raise _TooLarge(f"a volume of {page.imagedepth} planes, not an image; refused before decoding")
+    limit = max_image_pixels()
+    samples = int(page.samplesperpixel)
+    if limit is not None and samples > MAX_SAMPLES and page.imagewidth * page.imagelength * samples > MAX_SAMPLES * limit:
+        raise _TooLarge(f"{page.imagewidth}x{page.imagelength} pixels of {samples} samples per pixel is more values "
+                        f"than an RGBA image at the limit of {limit} pixels; refused before decoding")
+
+
 def _read_tiff(raw: bytes) -> tuple[np.ndarray, int] | None:
+    """The first page of a TIFF (pages after it are never decoded), or None for a sample
+    type that Pillow decodes instead."""
     import tifffile
 
     with tifffile.TiffFile(io.BytesIO(raw)) as tif:
-        for page in tif.pages:
-            _check_size(int(page.imagewidth), int(page.imagelength))
-        data = tif.asarray()
-    if data.dtype == np.uint16:
-        return data, 16
-    if data.dtype == np.uint8:
-        return data, 8
-    return None  # let Pillow try the rarer layouts
+        page = tif.pages.first
+        _check_tiff_page(page)
+        if page.dtype not in (np.uint8, np.uint16):
+            return None  # let Pillow try the rarer layouts (it too decodes the first frame only)
+        data = _interleaved(page.asarray(), page.shaped)
+    return data, 16 if data.dtype == np.uint16 else 8
+
+
+def _interleaved(data: np.ndarray, shaped: tuple[int, ...]) -> np.ndarray:
+    """(H, W, samples) of a page, whether its samples are stored interleaved or as planes
+    (``PlanarConfiguration`` 2, which tifffile returns as (samples, H, W))."""
+    data = data.reshape(shaped)[:, 0]  # shaped: (separate samples, depth 1, length, width, contig samples)
+    return np.moveaxis(data[..., 0], 0, -1) if shaped[0] > 1 else data[0]
 
 
 def _read_with_pillow(data: bytes) -> tuple[np.ndarray, float, int]:

@@ -588,19 +588,66 @@ def _columnar_images(encoded: columnar.Encoded, keys: list[str], n_boot: int) ->
 
 def _scipy_stats():
     """`scipy.stats`, imported on first use: its import (0.5-1.5 s of CPU, most of a
-    ten-million-record report's start-up) is paid only by reports with a paired baseline."""
+    report's start-up) is paid only by what needs it (Spearman's rho of the checks)."""
     import scipy.stats
 
     return scipy.stats
+
+
+#: Above this many differences `scipy.stats.wilcoxon` (method 'auto') uses the normal
+#: approximation; at or below, the exact null distribution (or, with ties or zeros, the
+#: exact permutation distribution up to `_PERMUTATION_MAX` differences).
+_EXACT_MAX = 50
+_PERMUTATION_MAX = 13
+
+
+def wilcoxon_p(diffs: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of ``diffs``, the p-value of
+    ``scipy.stats.wilcoxon(diffs)`` (zeros dropped, average ranks for ties, no continuity
+    correction, method 'auto') without importing `scipy.stats`, whose import cost more
+    than the whole reduction of a million records (benchmark/report_scale.py).
+
+    The null distribution of the signed-rank sum T+ is that of a sum over a random subset
+    of the ranks (every sign equally likely); ranks are multiples of 1/2, so doubled ranks
+    are integers and the distribution is a product of (1 + x^r) polynomials, exact. That
+    is scipy's 'exact' method without ties or zeros and its enumerating permutation test
+    with them (n <= 13); above, both use the normal approximation with the tie-corrected
+    variance, as here. tests/measure/test_wilcoxon.py checks equality with scipy.
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    nonzero = d[d != 0.0]
+    m = nonzero.size
+    if m == 0:
+        return math.nan
+    magnitude = np.abs(nonzero)
+    order = np.argsort(magnitude, kind="stable")
+    _, first, counts = np.unique(magnitude[order], return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0  # 1-based average rank of each tie group
+    ranks = np.empty(m)
+    ranks[order] = np.repeat(average, counts)
+    r_plus = float(ranks[nonzero > 0].sum())
+    ties = bool(np.any(counts > 1))
+    exact = d.size <= _EXACT_MAX and (not (ties or m < d.size) or d.size <= _PERMUTATION_MAX)
+    if exact:
+        doubled = np.rint(2.0 * ranks).astype(np.int64)
+        dist = np.zeros(int(doubled.sum()) + 1)
+        dist[0] = 1.0
+        for r in doubled:  # multiply by (1 + x^r): each rank with a positive sign or not
+            dist[r:] = dist[r:] + dist[: dist.size - r].copy()
+        dist /= dist.sum()
+        t = round(2.0 * r_plus)
+        return float(min(1.0, 2.0 * min(dist[: t + 1].sum(), dist[t:].sum())))
+    mean = m * (m + 1) / 4.0
+    tie_term = float(np.sum(counts.astype(np.float64) ** 3 - counts))
+    se = math.sqrt((m * (m + 1) * (2 * m + 1) - tie_term / 2.0) / 24.0)
+    return float(math.erfc(abs(r_plus - mean) / se / math.sqrt(2.0))) if se > 0 else math.nan
 
 
 def _wilcoxon(diffs: np.ndarray) -> float:
     """Wilcoxon signed-rank p-value over per-image mean differences; NaN when undefined."""
     if diffs.size < 2 or not np.any(diffs != 0.0):
         return math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # small-sample / ties notes; the p-value is still what we report
-        return float(_scipy_stats().wilcoxon(diffs).pvalue)
+    return wilcoxon_p(diffs)
 
 
 def paired_differences(

@@ -39,6 +39,8 @@ SRFLOW_LICENCE = "CC BY-NC-SA 4.0 (research only)"
 PULSE_SOURCE = "https://github.com/adamian98/pulse (PULSE.py)"
 STYLEGAN_LICENCE = "CC BY-NC 4.0 (NVIDIA StyleGAN FFHQ weights)"
 
+GiB = 1 << 30
+
 Availability = Literal["present", "fetchable", "missing"]
 
 
@@ -48,7 +50,9 @@ class ZooEntry:
 
     ``urls``: where to download it, in order of preference; ``member``: its path inside
     the archive at the URL, when the URL is an archive (SRFlow's zip). ``size`` in bytes and
-    ``sha256`` are None when nobody has published them.
+    ``sha256`` are None when nobody has published them. ``max_size``: a cap on the bytes
+    downloaded (the archive's, for a member) where no size is known, so a server that
+    sends without end fills no disk: a generous bound, not the file's size.
     """
 
     name: str
@@ -60,6 +64,7 @@ class ZooEntry:
     member: str = ""
     size: int | None = None
     sha256: str | None = None
+    max_size: int | None = None
     note: str = ""
     #: False when its host is known not to serve the file (SRFlow's answers 404): the
     #: URL is kept (it is the authors' and may come back) but ``list`` says ``missing``.
@@ -76,6 +81,16 @@ class ZooEntry:
             return "present"
         return "fetchable" if self.urls and self.host_answers else "missing"
 
+    @property
+    def download_size(self) -> int | None:
+        """The known size of what is downloaded: ``size``, unless that is an archive member's."""
+        return None if self.member else self.size
+
+    @property
+    def size_cap(self) -> int | None:
+        """At most this many bytes are downloaded for this entry."""
+        return self.download_size if self.download_size is not None else self.max_size
+
     def expected_sha256(self) -> str | None:
         """The published hash, else the one recorded when the file was first fetched."""
         return self.sha256 or recorded_sha256(self.file)
@@ -84,6 +99,7 @@ class ZooEntry:
 def _srflow(name: str, note: str = "") -> ZooEntry:
     return ZooEntry(name=name, file=f"{name}.pth", family="srflow", urls=(SRFLOW_ARCHIVE,),
                     member=f"pretrained_models/{name}.pth", licence=SRFLOW_LICENCE, source=SRFLOW_SOURCE,
+                    max_size=8 * GiB,  # the archive of every SRFlow checkpoint; its size was never published
                     note=note or "host answers 404 since 2024 (andreas128/SRFlow#64): place the file by hand",
                     host_answers=False)
 
@@ -94,11 +110,11 @@ ENTRIES: tuple[ZooEntry, ...] = (
     _srflow("SRFlow_CelebA_8X"),
     ZooEntry(name="pulse-stylegan-ffhq-synthesis", file="synthesis.pt", family="pulse",
              urls=("https://drive.google.com/uc?id=1TCViX1YpQyRsklTVYEJwdbmK91vklCo8",),
-             licence=STYLEGAN_LICENCE, source=PULSE_SOURCE,
+             licence=STYLEGAN_LICENCE, source=PULSE_SOURCE, max_size=2 * GiB,  # one StyleGAN network
              note="Google Drive; may answer with a quota page"),
     ZooEntry(name="pulse-stylegan-ffhq-mapping", file="mapping.pt", family="pulse",
              urls=("https://drive.google.com/uc?id=14R6iHGf5iuVx3DMNsACAl7eBr7Vdpd0k",),
-             licence=STYLEGAN_LICENCE, source=PULSE_SOURCE,
+             licence=STYLEGAN_LICENCE, source=PULSE_SOURCE, max_size=2 * GiB,  # one StyleGAN network
              note="Google Drive; may answer with a quota page"),
     ZooEntry(name="pulse-gaussian-fit", file="gaussian_fit.pt", family="pulse",
              urls=("https://raw.githubusercontent.com/adamian98/pulse/master/gaussian_fit.pt",),

@@ -107,7 +107,7 @@ def test_a_changed_image_is_refused_or_recomputed_on_request(project: Path) -> N
 
 def test_a_re_run_reads_only_the_files_that_changed(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Change detection hashes every HR file once, then trusts the run directory's hash
-    cache while a file's size and mtime are unchanged: a resume does not read 50 GB."""
+    cache while a file's fingerprint is unchanged: a resume does not read 50 GB."""
     import os
 
     from idard.bench.plan import HASH_CACHE, changed_images
@@ -130,6 +130,29 @@ def test_a_re_run_reads_only_the_files_that_changed(project: Path, monkeypatch: 
     os.utime(target, ns=(1, 1))  # whatever its mtime: it differs from the cached one
     changed = changed_images(store, images)
     assert [ref.name for ref, *_ in changed] == ["img000"] and reads == ["img000"]
+
+
+def test_a_same_size_rewrite_with_its_mtime_set_back_is_hashed_again(project: Path) -> None:
+    """The cache trusted size and mtime: a file rewritten with the same size and its old
+    mtime (``cp -p``, ``rsync -t``, ``touch -r``, a 1 s mtime tick) kept its old hash, the
+    changed-input refusal stayed silent and two different images were averaged as one.
+    A rewrite changes the file's ctime, which no user can set back."""
+    import os
+
+    from idard.bench.plan import changed_images
+
+    _compute(project / "suite.yaml", project / "run")
+    store = RecordStore(project / "run")
+    images = list_images(["images"], project)
+    assert changed_images(store, images) == []  # hashed and cached
+    target = project / "images" / "img000.png"
+    before = target.stat()
+    data = bytearray(target.read_bytes())
+    data[-20] ^= 0xFF  # other content, the same size
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # and its mtime set back
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert [ref.name for ref, *_ in changed_images(store, images)] == ["img000"]
 
 
 def _git(root: Path, *args: str) -> str:

@@ -92,6 +92,13 @@ def test_spread_checks_read_the_std_over_seeds_from_the_records() -> None:
         ("{ranks_last: lanczos}", "downscaler 'lanczos' is not in the suite's downscalers"),
         ("{spread_below: {model: srflow-tiny-4x(heat=0), max_std_over_seeds: 0}}", "is not one of the suite's models"),
         ("{spread_below: {model: srflow-tiny-4x, max_std_over_seeds: -1}}", "must be >= 0"),
+        # str.format fields beyond the one {} once raised IndexError, KeyError, ValueError
+        ("{spearman: {template: 'blur(sigma={}){.__class__}', parameter: [1, 2], sign: 1}}",
+         "checks[0].spearman.template': must be a spec with exactly one {} and no other braces"),
+        ("{spearman: {template: 'blur(sigma={}){x}', parameter: [1, 2], sign: 1}}", "no other braces"),
+        ("{spearman: {template: '{x}', parameter: [1, 2], sign: 1}}", "no other braces"),
+        ("{spearman: {template: 'blur(sigma={0}){}', parameter: [1, 2], sign: 1}}", "no other braces"),
+        ("{spearman: {template: 'blur(sigma={})}', parameter: [1, 2], sign: 1}}", "no other braces"),
     ],
 )
 def test_a_bad_check_names_the_file_and_the_key(tmp_path: Path, raw: str, says: str) -> None:
@@ -116,3 +123,44 @@ def test_checks_are_stored_canonically_in_the_suite(tmp_path: Path) -> None:
 def test_a_check_kind_needs_a_mapping_with_one_key() -> None:
     with pytest.raises(CheckError, match="one key"):
         parse_checks([{"ranks_last": "nearest", "ranks_above": {}}], "s.yaml")
+
+
+def _run_dir_with_copy(tmp_path: Path, text: str) -> str:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "suite.yaml").write_text(text)
+    return str(run)
+
+
+def test_the_run_directorys_suite_copy_goes_through_the_bounded_loader(tmp_path: Path) -> None:
+    """``report`` reads the run's suite.yaml for its checks: with yaml.safe_load, a 4.4 KB
+    copy whose check quotes one long value named ~57,000 times gave a 231 MB message."""
+    from tests.guarded import run_guarded
+
+    s = "[&s " + "x" * 4000 + ", &l1 [" + ", ".join(["*s"] * 16) + "], &l2 [" + ", ".join(["*l1"] * 16)
+    s += "], &l3 [" + ", ".join(["*l2"] * 16) + "], [" + ", ".join(["*l3"] * 13) + "]]"
+    run = _run_dir_with_copy(tmp_path, f"name: bomb\nchecks: [{{ranks_above: {{a: x, b: y, scale: {s}}}}}]\n")
+    said = run_guarded(f"""
+from idard.bench.checks import CheckError, checks_of_run
+try:
+    _report(repr(checks_of_run({run!r})))
+except CheckError as exc:
+    _report(str(exc))
+""", memory_bytes=2 << 30, timeout_s=60).result
+    assert said.startswith(f"{run}/suite.yaml: refused: more than 1,048,576 characters") and len(said) < 300
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("name: x\n" + "# padding\n" * 200_000, "suite.yaml: refused: more than 1,048,576 bytes"),
+    ("name: x\nchecks: [\n", "suite.yaml: not valid YAML: while parsing"),
+    ("name: x\nname: y\n", "suite.yaml: not valid YAML: duplicate key 'name'"),
+    ("name: x\nchecks: [[a, b]]\n", "suite.yaml: key 'checks[0]': must be a mapping with one key"),
+])
+def test_a_broken_suite_copy_is_one_line_naming_it(tmp_path: Path, text: str, says: str) -> None:
+    from idard.bench.checks import checks_of_run
+
+    run = _run_dir_with_copy(tmp_path, text)
+    with pytest.raises(CheckError) as refused:
+        checks_of_run(run)
+    assert str(refused.value).startswith(f"{run}/") and says in str(refused.value)
+    assert "\n" not in str(refused.value)

@@ -502,3 +502,28 @@ def test_the_cli_leaves_files_inside_the_image_to_the_head(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["run", "--suite", str(suite), "--cluster", str(CLUSTER_YAML)])
     assert result.exit_code == 2, result.output
     assert "docker.image" in result.output and "SRFlow_DF2K_4X" not in result.output
+
+
+def test_a_cluster_file_goes_through_the_bounded_yaml_loader(tmp_path: Path) -> None:
+    """Nested aliases (9**10 nodes in 400 bytes) are refused before anything is built,
+    as in a suite: every YAML file idard reads has the same bounds. (With yaml.safe_load,
+    Ray's validator walked the 9**10 nodes: the test ran past 10 minutes; hence the child
+    with a time limit.)"""
+    from tests.guarded import run_guarded
+
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("cluster_name: x\nx:\n  " + "\n  ".join(levels) + "\n")
+    said = run_guarded(f"""
+from idard.bench.cluster import ClusterConfigError, load_cluster_config
+try:
+    _report(repr(load_cluster_config({str(bomb)!r})))
+except ClusterConfigError as exc:
+    _report(str(exc))
+""", memory_bytes=2 << 30, timeout_s=60).result
+    assert said.startswith(f"{bomb}: refused: more than 100000 YAML nodes")
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("cluster_name: a\ncluster_name: b\n")
+    with pytest.raises(ClusterConfigError, match=rf"^{twice}: not valid YAML: duplicate key 'cluster_name'"):
+        load_cluster_config(twice)

@@ -134,3 +134,80 @@ def test_a_run_compacts_its_store_once_it_holds_many_parts(tmp_path: Path) -> No
     result = compaction.compact_if_many(store, threshold=10)
     assert result is not None and result.parts_after == 1
     _assert_sound(store, 240)
+
+
+# ---------------------------------------------------------------- manifests are checked, never trusted
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from idard.bench.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_a_manifest_naming_a_file_outside_records_deletes_nothing_and_is_set_aside(tmp_path: Path) -> None:
+    run = tmp_path / "a" / "b" / "run"
+    store = _store_with_parts(run, 4, per_part=4)
+    victim = tmp_path / "a" / "victim.txt"  # records/../../../victim.txt
+    victim.write_text("not the run's")
+    part = Path(store.parts()[0]).name
+    (run / "records" / "compaction-evil.json").write_text(
+        json.dumps({"part": part, "replaces": ["../../../victim.txt"], "rows": 4}))
+    result = _cli("compact", str(run), "--target-mb", "0.001")
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "not the run's"
+    assert (run / "records" / "quarantine" / "compaction-evil.json").exists()
+    lines = [line for line in result.output.splitlines() if "compaction-evil.json" in line]
+    assert len(lines) == 1 and "victim.txt" in lines[0], result.output
+    _assert_sound(store, 16)
+
+
+def test_a_manifest_that_disagrees_with_the_parts_it_names_hides_and_deletes_nothing(tmp_path: Path) -> None:
+    store = _store_with_parts(tmp_path, 4, per_part=4)
+    first, second, third, _ = (Path(p).name for p in store.parts())
+    (tmp_path / "records" / "compaction-wrong.json").write_text(
+        json.dumps({"part": first, "replaces": [second, third], "rows": 4}))
+    _assert_sound(store, 16)  # readers see all 16 records...
+    assert [Path(p).name for p, _ in store.skipped_parts] == ["compaction-wrong.json"]  # ...and name it
+    report = _cli("report", str(tmp_path), "--baseline", "none", "--bootstrap", "100", "--out", str(tmp_path / "t"))
+    assert report.exit_code == 0 and "compaction-wrong.json" in report.output, report.output
+    compaction.compact(store, target_mb=0.05)
+    _assert_sound(store, 16)  # compaction deleted none of them
+    assert (tmp_path / "records" / "quarantine" / "compaction-wrong.json").exists()
+
+
+def test_a_manifest_whose_part_lacks_the_keys_it_replaces_is_not_acted_on(tmp_path: Path) -> None:
+    """Row counts agree, keys do not: only reading the keys tells, before any deletion."""
+    store = _store_with_parts(tmp_path, 3, per_part=4)
+    first, second, _ = (Path(p).name for p in store.parts())
+    (tmp_path / "records" / "compaction-same-size.json").write_text(
+        json.dumps({"part": first, "replaces": [second], "rows": 4}))
+    result = compaction.compact(store, target_mb=0.05)
+    assert [Path(p).name for p, _ in result.set_aside] == ["compaction-same-size.json"]
+    _assert_sound(store, 12)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"part": 3}', ""])
+def test_a_manifest_that_is_not_one_is_named_in_one_line_and_set_aside(tmp_path: Path, content: str) -> None:
+    store = _store_with_parts(tmp_path, 3, per_part=4)
+    bad = tmp_path / "records" / "compaction-bad.json"
+    bad.write_text(content)
+    report = _cli("report", str(tmp_path), "--baseline", "none", "--bootstrap", "100", "--out", str(tmp_path / "t"))
+    assert report.exit_code == 0, report.output
+    assert "Traceback" not in report.output
+    assert len([line for line in report.output.splitlines() if str(bad) in line]) == 1, report.output
+    result = compaction.compact(store, target_mb=0.05)
+    assert [Path(p).name for p, _ in result.set_aside] == ["compaction-bad.json"] and not bad.exists()
+    _assert_sound(store, 12)
+
+
+def test_compaction_from_the_command_line_holds_the_lease(tmp_path: Path) -> None:
+    from idard.bench.lease import RunLease
+
+    store = _store_with_parts(tmp_path, 12)
+    with RunLease(RecordStore(tmp_path)).hold():
+        done = subprocess.run([sys.executable, "-m", "idard.bench.compact", str(tmp_path), "0.05"],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert done.returncode != 0 and "in use by another run" in done.stderr, done.stderr
+    assert len(store.parts()) == 12

@@ -13,6 +13,7 @@ import yaml
 
 from idard.bench.report.page import write_html_report
 from idard.bench.report.reduce import build_report, scan_records
+from idard.bench.report.scope import SUITE_COPY_HEADER
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
 from idard.measure.evaluate import evaluate
@@ -37,7 +38,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     suite = load_suite(suite_file)
     out = root / "run"
     store = RecordStore(out)
-    store.write_text("suite.yaml", yaml.safe_dump(suite.to_dict(), sort_keys=False))
+    store.write_text("suite.yaml", SUITE_COPY_HEADER + yaml.safe_dump(suite.to_dict(), sort_keys=False))  # as run does
     store.append(evaluate(sorted((root / "images").glob("*.png")), list(suite.downscalers), "srflow-tiny-4x",
                           samples=2))
     return out
@@ -62,6 +63,9 @@ def test_the_page_is_self_contained(page: str) -> None:
 def test_the_page_has_the_table_the_plots_and_the_grid(page: str) -> None:
     table = re.search(r"<table id=ida-rd>(.*?)</table>", page).group(1)
     assert table.count("<tr>") == 1 + len(DOWNSCALERS) and "95% CI" in table and "[0." in table
+    paired = re.search(r"<table id=paired>(.*?)</table>", page).group(1)
+    assert paired.count("<tr>") == len(DOWNSCALERS) and "loses more by" in paired  # all but the baseline
+    assert "smoke-test model: not for publication" in page  # srflow-tiny-4x
     assert page.count("<img class=bar") == 1  # one (model, metric, scale) group
     assert page.count("<img class=ladder") == 1  # the suite's one spearman check
     assert "Spearman rho per family (Gauss. blur)" in page

@@ -108,3 +108,213 @@ def test_two_real_runs_on_one_directory_the_second_stops_naming_the_first(tmp_pa
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and f"in use by another run: pid {first.pid} on " in lines[0], second.stderr
     assert not list((out / "records").glob("*.parquet")) or "tasks to compute" not in second.stdout
+
+
+# ---------------------------------------------------------------- a holder that stalls, a claimant that waits
+
+def _run_store(tmp_path: Path, kind: str) -> RecordStore:
+    """A run directory on a local disk, or on an object store (``file://`` through pyarrow's
+    filesystem calls with no rename and no ``O_EXCL``: what ``s3://`` gets)."""
+    (tmp_path / "run").mkdir(exist_ok=True)
+    if kind == "disk":
+        return RecordStore(tmp_path / "run")
+    store = RecordStore(f"file://{tmp_path}/run")
+    store.remote = True
+    return store
+
+
+def _records(first: int, n: int = 1):
+    import polars as pl
+
+    return pl.DataFrame({"image": [f"img{i:05d}" for i in range(first, first + n)], "downscaler": "bicubic",
+                         "model": "m", "metric": "lpips", "seed": 0, "scale": 4, "value": 0.5, "finite": True})
+
+
+@pytest.mark.parametrize("kind", ["disk", "object store"])
+def test_a_holder_whose_heartbeat_stalled_past_its_ttl_writes_nothing_once_a_successor_claimed(
+        tmp_path: Path, kind: str) -> None:
+    """Its heartbeat stopped renewing (a stalled thread, a long pause) while the process
+    lives on: once a successor has claimed the expired lease, the holder's next write is
+    refused, before the heartbeat thread has had any chance to notice."""
+    store = _run_store(tmp_path, kind)
+    holder = RunLease(store, ttl=0.5, settle=0.05)
+    with holder.hold():
+        store.append(_records(0))
+        holder._stop.set()  # fault injection: the heartbeat stops renewing, the holder lives on
+        holder._beat.join()
+        time.sleep(0.6)  # past its TTL
+        successor = RunLease(_run_store(tmp_path, kind), ttl=0.5, settle=0.05)
+        successor.acquire()  # the expired lease is taken over
+        try:
+            with pytest.raises(LeaseLost, match="taken over"):
+                store.append(_records(1))
+        finally:
+            successor.release()
+    assert RecordStore(tmp_path / "run").count() == 1
+
+
+_CLAIMANT = """
+import sys, time
+from idard.bench.lease import LeaseHeld, RunLease
+from idard.bench.store import RecordStore
+run, remote, seconds = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
+store = RecordStore(run)
+store.remote = remote
+refused, deadline = 0, time.monotonic() + seconds
+while time.monotonic() < deadline:
+    try:
+        RunLease(store, settle=0.05).acquire()
+    except LeaseHeld:
+        refused += 1
+        time.sleep(0.1)
+        continue
+    print(f"claimed a live holder's lease after {refused} refusals")
+    sys.exit(1)
+print(f"refused {refused} times")
+"""
+
+
+@pytest.mark.parametrize("kind", ["disk", "object store"])
+def test_a_holder_keeps_its_lease_past_its_ttl_against_a_claimant_in_another_process(
+        tmp_path: Path, kind: str) -> None:
+    """The heartbeat is what keeps a long run's lease: a holder alive for several TTLs, a
+    second process trying to claim the directory all along, and every claim refused while
+    the holder goes on writing."""
+    store = _run_store(tmp_path, kind)
+    location = str(tmp_path / "run") if kind == "disk" else f"file://{tmp_path}/run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with RunLease(store, ttl=0.8, settle=0.05).hold():
+        claimant = subprocess.Popen([sys.executable, "-c", _CLAIMANT, location, "1" if kind != "disk" else "0", "4"],
+                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        written = 0
+        while claimant.poll() is None:  # about five TTLs
+            store.append(_records(written))
+            written += 1
+            time.sleep(0.1)
+        output = claimant.communicate()[0]
+    assert claimant.returncode == 0 and "refused" in output, output
+    assert RecordStore(tmp_path / "run").count() == written > 20
+
+
+def test_two_claimants_racing_for_a_free_object_store_lease_only_one_proceeds(tmp_path: Path) -> None:
+    """No conditional PUT: both see the lease free and both write it; the read-back after
+    the settle time is what leaves exactly one of them holding it."""
+    import threading
+
+    barrier = threading.Barrier(2, timeout=10)
+    leases = [RunLease(_run_store(tmp_path, "object store"), settle=0.3) for _ in range(2)]
+    for i, lease in enumerate(leases):
+        write = lease._write
+
+        def first_write_together(path, data, write=write, delay=0.05 * i, waited=[]):  # noqa: B006 - one per lease
+            if not waited:
+                waited.append(True)
+                barrier.wait()  # fault injection: both have read "free" before either writes,
+                time.sleep(delay)  # then they write one after the other (a PUT is atomic; file:// is not)
+            write(path, data)
+        lease._write = first_write_together
+    outcome: dict[int, str] = {}
+
+    def claim(i: int) -> None:
+        try:
+            leases[i].acquire()
+            outcome[i] = "holds"
+        except LeaseHeld:
+            outcome[i] = "refused"
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert sorted(outcome.values()) == ["holds", "refused"], outcome
+        winner = leases[0] if outcome[0] == "holds" else leases[1]
+        assert json.loads((tmp_path / "run" / LEASE_NAME).read_text())["token"] == winner.token
+    finally:
+        for lease in leases:
+            lease.release()
+
+
+# ---------------------------------------------------------------- what a lease file may claim
+
+def test_a_heartbeat_in_the_future_blocks_only_until_its_file_is_older_than_the_ttl(tmp_path: Path) -> None:
+    from idard.bench.lease import MAX_CLOCK_SKEW
+
+    _holder(tmp_path, host="elsewhere", pid=1, heartbeat=time.time() + 1e12)
+    with pytest.raises(LeaseHeld) as held:  # fresh: held, and the message says what is odd
+        RunLease(RecordStore(tmp_path)).acquire()
+    assert "-99" not in str(held.value) and "in the future" in str(held.value) and LEASE_NAME in str(held.value)
+    old = time.time() - 30 - MAX_CLOCK_SKEW - 1
+    os.utime(tmp_path / LEASE_NAME, (old, old))  # written long ago, whatever it says
+    with RunLease(RecordStore(tmp_path)).hold():
+        pass
+
+
+def test_a_lease_cannot_claim_a_ttl_longer_than_the_bound(tmp_path: Path) -> None:
+    from idard.bench.lease import MAX_TTL
+
+    _holder(tmp_path, host="elsewhere", pid=1, ttl=1e15, heartbeat=time.time() - MAX_TTL - 1)
+    with RunLease(RecordStore(tmp_path)).hold():
+        pass
+    with pytest.raises(ValueError, match="IDARD_LEASE_TTL"):
+        RunLease(RecordStore(tmp_path), ttl=MAX_TTL * 2)
+
+
+@pytest.mark.parametrize("field", ["heartbeat", "ttl", "pid", "started"])
+def test_a_lease_with_fields_that_are_not_numbers_is_named_and_expires(tmp_path: Path, field: str) -> None:
+    _holder(tmp_path, host="elsewhere", **{field: "soon"})
+    with pytest.raises(LeaseHeld) as held:  # just written: it may be a live holder's
+        RunLease(RecordStore(tmp_path)).acquire()
+    message = str(held.value)
+    assert str(tmp_path / LEASE_NAME) in message and f"{field} 'soon' is not a number" in message, message
+    assert "could not convert" not in message
+    old = time.time() - 31
+    os.utime(tmp_path / LEASE_NAME, (old, old))
+    if field == "heartbeat":  # no usable heartbeat: the file's time stands in for it
+        with RunLease(RecordStore(tmp_path)).hold():
+            pass
+
+
+def test_a_part_that_lands_after_a_takeover_is_left_out_then_set_aside(tmp_path: Path, monkeypatch) -> None:
+    """No check can stop a PUT already past it when its holder stalls: the successor fences
+    the displaced token at takeover, so such a late part doubles no key."""
+    store = _run_store(tmp_path, "object store")
+    holder = RunLease(store, ttl=0.5, settle=0.05)
+    with holder.hold():
+        store.append(_records(0))
+        holder._stop.set()  # the holder stalls...
+        holder._beat.join()
+        time.sleep(0.6)
+        successor_store = _run_store(tmp_path, "object store")
+        with RunLease(successor_store, ttl=0.5, settle=0.05).hold():
+            monkeypatch.setattr(store, "check_lease", lambda read=True: None)  # ...after its last check
+            late = store.append(_records(1))  # its PUT lands now
+            assert successor_store.count() == 1  # the record written before the takeover only
+            assert [path for path, _ in successor_store.skipped_parts] == [late]
+            assert "taken over" in successor_store.skipped_parts[0][1]
+            successor_store.append(_records(1))  # the successor computes that key itself
+            assert successor_store.count() == 2 and successor_store.duplicate_keys().is_empty()
+            moved = successor_store.quarantine()
+            assert [Path(p).parent.name for p, _ in moved] == ["quarantine"]
+
+
+def test_a_part_half_written_when_its_holder_stalled_is_not_let_in_by_the_fence(tmp_path: Path) -> None:
+    """On a filesystem a PUT's file can be there before it is whole: the fence lists only
+    whole parts, so the one completed after the takeover stays out."""
+    store = _run_store(tmp_path, "object store")
+    holder = RunLease(store, ttl=0.5, settle=0.05)
+    with holder.hold():
+        holder._stop.set()  # the holder stalls mid-PUT, before its first part is whole
+        holder._beat.join()
+        in_flight = tmp_path / "run" / "records" / f"part-20990101T000000000000-inflight{store.writer_suffix()}.parquet"
+        in_flight.parent.mkdir(parents=True, exist_ok=True)
+        in_flight.write_bytes(b"")
+        time.sleep(0.6)
+        successor_store = _run_store(tmp_path, "object store")
+        with RunLease(successor_store, ttl=0.5, settle=0.05).hold():
+            scratch = RecordStore(tmp_path / "scratch")
+            whole = Path(scratch.append(_records(0))).read_bytes()  # a whole part of the store's schema
+            in_flight.write_bytes(whole)  # the PUT completes after the takeover
+            assert successor_store.count() == 0
+            assert [path for path, _ in successor_store.skipped_parts] == [str(in_flight)]

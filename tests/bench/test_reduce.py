@@ -164,3 +164,11 @@ def test_a_report_without_baseline_never_loads_scipy_stats(tmp_path: Path) -> No
     output, modules = _modules_after_a_report(tmp_path, "--baseline", "none")
     assert "Paired" not in output, output
     assert "scipy.stats" not in modules
+
+
+def test_a_report_with_a_baseline_never_loads_scipy_stats(tmp_path: Path) -> None:
+    """Its import cost more than reducing a million records (issue 22 item 10): the paired
+    table's Wilcoxon p-values are computed without it (`statistics.wilcoxon_p`)."""
+    output, modules = _modules_after_a_report(tmp_path)
+    assert "Paired" in output, output
+    assert "scipy.stats" not in modules

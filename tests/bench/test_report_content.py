@@ -14,11 +14,20 @@ import pytest
 from typer.testing import CliRunner
 
 from idard.bench.cli import app
+from idard.bench.report import markdown, table_models
 from idard.bench.report.reduce import build_report
-from idard.bench.report import markdown, paired_markdown
 from idard.bench.store import RecordStore
 
 runner = CliRunner()
+
+
+def _lines(report, which: int = 0) -> list[str]:
+    """The body lines of one of ``report``'s tables in Markdown (0: IDA-RD, 1: paired)."""
+    return [line for line in markdown(table_models(report)[which]).splitlines() if line.startswith("| ")][1:]
+
+
+def _text(report, which: int) -> str:
+    return markdown(table_models(report)[which])
 
 
 def _records(metric: str, higher_is_better: bool, n_images: int = 4, converged: bool | None = None) -> pl.DataFrame:
@@ -39,22 +48,22 @@ def _records(metric: str, higher_is_better: bool, n_images: int = 4, converged: 
 def test_psnr_reads_like_lpips_rows_from_least_to_most_loss_and_positive_loses_more() -> None:
     for metric, higher in (("lpips-alex", False), ("psnr", True)):
         report = build_report(_records(metric, higher), baseline="bicubic", n_boot=100)
-        lines = markdown(report.table).splitlines()[2:]
+        lines = _lines(report)
         assert [line.split("|")[1].strip() for line in lines] == [
             "bicubic", "blur(sigma=1.0)", "nearest", "blur(sigma=2.0)"], metric
         assert ("| higher |" in lines[0]) == higher
         paired = report.paired.sort("downscaler")
         assert (paired["loss_diff"] > 0).all(), metric  # every other downscaler loses more than bicubic
         assert (paired["mean_diff"] < 0).all() == higher  # the raw difference keeps its sign
-        shown = paired_markdown(report.paired)
+        shown = _text(report, 1)
         assert "| nearest | m | " + metric in shown and "| +" in shown.split("nearest")[1].splitlines()[0]
 
 
 def test_labels_show_the_parameter_that_tells_rows_apart() -> None:
     report = build_report(_records("lpips-alex", False), baseline="blur(sigma=1)", n_boot=100)
-    text = markdown(report.table)
+    text = _text(report, 0)
     assert "| blur(sigma=1.0) |" in text and "| blur |" not in text
-    assert report.baseline == "blur" and "| blur(sigma=1.0) |" in paired_markdown(report.paired)
+    assert report.baseline == "blur" and "| blur(sigma=1.0) |" in _text(report, 1)
 
 
 def test_an_unknown_baseline_names_the_known_downscalers(tmp_path: Path) -> None:
@@ -67,10 +76,10 @@ def test_an_unknown_baseline_names_the_known_downscalers(tmp_path: Path) -> None
 def test_small_samples_say_the_wilcoxon_test_cannot_reach_005() -> None:
     small = build_report(_records("lpips-alex", False, n_images=4), baseline="bicubic", n_boot=100)
     assert (small.paired["p_wilcoxon"] >= 0.125).all() and (small.paired["p_floor"] == 0.125).all()
-    assert "Too few images for the Wilcoxon test to reach p < 0.05" in paired_markdown(small.paired)
-    assert "4 images: p >= 0.125" in paired_markdown(small.paired)
+    assert "Too few images for the Wilcoxon test to reach p < 0.05" in _text(small, 1)
+    assert "4 images: p >= 0.125" in _text(small, 1)
     enough = build_report(_records("lpips-alex", False, n_images=8), baseline="bicubic", n_boot=100)
-    assert "Too few images" not in paired_markdown(enough.paired)
+    assert "Too few images" not in _text(enough, 1)
 
 
 def test_a_report_always_writes_its_table(tmp_path: Path) -> None:
@@ -101,7 +110,7 @@ def test_report_out_and_formats_with_the_reduction_and_one_file_per_baseline(tmp
     meta = json.loads((out / "ida_rd.json").read_text())["reduction"]
     assert meta == {"n_boot": 200, "bootstrap_seed": 0, "ci_level": 0.95, "baseline": "blur(sigma=2.0)",
                     "unconverged": "left out of the means"}
-    assert json.loads(pq.read_schema(out / "paired_vs_bicubic.parquet").metadata[b"idard"])["baseline"] == "bicubic"
+    assert json.loads(pq.read_schema(out / "paired_vs_bicubic.parquet").metadata[b"idard"])["reduction"]["baseline"] == "bicubic"
     assert "n_boot: 200" in (out / "ida_rd.md").read_text()
     bad = runner.invoke(app, ["report", str(run), "--format", "md,xlsx"])
     assert bad.exit_code == 2 and "allowed formats are md, csv, parquet, json" in bad.output

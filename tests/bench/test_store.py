@@ -262,3 +262,15 @@ def test_an_object_store_is_read_in_batches_with_the_sizes_its_listing_gave() ->
     assert [s.collect().height for s in store.scan_batches(max_mb=1e-6)] == [4, 2]
     assert pl.concat([s.collect() for s in store.scan_batches()]).height == 6
     assert without_duplicates(store.scan(), store)[1] == 0
+
+
+@pytest.mark.parametrize("column", ["value", "finite"])
+def test_a_part_without_a_value_or_finite_column_is_set_aside_and_recomputed(tmp_path: Path, column: str) -> None:
+    """Without it its records would count as non-finite for ever and never be recomputed."""
+    store = RecordStore(tmp_path)
+    store.append(_records(["a"]))
+    bad = Path(store.records_dir) / "part-20990101T000000-novalue.parquet"
+    _records(["b"]).drop(column).write_parquet(bad)
+    assert store.count() == 2
+    assert [(p, why) for p, why in store.skipped_parts if p == str(bad) and column in why]
+    assert [Path(p).name for p, _ in store.quarantine()] == [bad.name]

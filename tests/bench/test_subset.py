@@ -95,3 +95,42 @@ def test_the_subset_command_prints_table_8s_row(tmp_path: Path) -> None:
     assert len(list((tmp_path / "sub").iterdir())) == 48
     assert sum(1 for _ in open(tmp_path / "s.csv")) == 49
     assert math.isclose(IDEAL_ENTROPY, math.log2(24))
+
+
+def test_a_labels_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Excel writes "CSV UTF-8" with a BOM: its first column read as '\\ufeffimage' and was
+    refused as missing."""
+    path = tmp_path / "excel.csv"
+    path.write_text("image,age,gender,ethnicity\n0001.png,25,male,white\n", encoding="utf-8-sig")
+    kept, _ = read_labels(path)
+    assert kept == [Labelled("0001.png", ("youth", "white", "male"))]
+
+
+@pytest.mark.parametrize("hostile", ["../secret.txt", "sub/../../secret.txt", "ABSOLUTE", "../secret"])
+def test_image_names_from_labels_stay_inside_the_images_folder(tmp_path: Path, hostile: str) -> None:
+    """``subset --copy-to`` copied a label row ``../../../etc/passwd`` or ``/etc/hostname``
+    into the subset folder."""
+    from idard.bench.subset import copy_images
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not an image of the dataset")
+    hostile = hostile.replace("ABSOLUTE", str(secret))
+    images, target = tmp_path / "images", tmp_path / "subset"
+    (images / "sub").mkdir(parents=True)
+    (images / "0001.png").write_bytes(b"png")
+    chosen = [Labelled("0001.png", ("youth", "white", "male")), Labelled(hostile, ("youth", "white", "female"))]
+    with pytest.raises(LabelsError, match=rf"^{images}: image {hostile!r} .*not inside the folder"):
+        copy_images(chosen, images, target)
+    assert not target.exists() or not any(target.iterdir())  # refused before anything was copied
+
+
+def test_image_names_may_name_subfolders_and_omit_the_suffix(tmp_path: Path) -> None:
+    from idard.bench.subset import copy_images
+
+    images = tmp_path / "images"
+    (images / "00000").mkdir(parents=True)
+    (images / "00000" / "00001.png").write_bytes(b"png")
+    (images / "[x].png").write_bytes(b"png")  # glob characters in a name are a name
+    chosen = [Labelled("00000/00001", ("youth", "white", "male")), Labelled("[x]", ("youth", "white", "female"))]
+    assert copy_images(chosen, images, tmp_path / "subset") == 2
+    assert sorted(p.name for p in (tmp_path / "subset").iterdir()) == ["00001.png", "[x].png"]

@@ -125,16 +125,67 @@ def test_the_digest_follows_what_is_computed_not_the_name() -> None:
     assert a.digest() != parse_suite({**data, "models": ["srflow-tiny-4x(heat=0.5)"]}).digest()
 
 
+def _load_guarded(path: Path) -> str:
+    """`load_suite` of ``path`` in a child capped at 2 GiB of data and 60 s: what it says
+    (the error, or the length of the description it accepted). A bomb whose bound broke
+    fails the test at once instead of growing past the machine's memory."""
+    from tests.guarded import run_guarded
+
+    return run_guarded(f"""
+from idard.bench.suite import SuiteError, load_suite
+try:
+    _report(f"accepted, description of {{len(load_suite({str(path)!r}).description)}} characters")
+except SuiteError as exc:
+    _report(str(exc))
+""", memory_bytes=2 << 30, timeout_s=60).result
+
+
+def _long_value_aliased(key: str, length: int) -> str:
+    """A suite whose ``key`` holds one ``length``-character scalar named ~57,000 times
+    through aliases: under the node limit, but gigabytes once written out."""
+    s = "[&s " + "x" * length + ", &l1 [" + ", ".join(["*s"] * 16) + "], &l2 [" + ", ".join(["*l1"] * 16)
+    s += "], &l3 [" + ", ".join(["*l2"] * 16) + "], [" + ", ".join(["*l3"] * 13) + "]]"
+    return "images: [bundled:held-out]\nmodels: [srflow-tiny-4x]\ndownscalers: [bicubic]\n" + f"{key}: {s}\n"
+
+
 def test_a_yaml_alias_bomb_is_refused_in_one_line_before_it_is_built(tmp_path: Path) -> None:
     """412 bytes of nested aliases once took 2.6 GB and printed a 312 MB error."""
     levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     levels += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
                f"*a{i - 1}, *a{i - 1}]" for i in range(1, 10)]  # 9**10 nodes once expanded
     path = _write(tmp_path, MINIMAL + "description:\n  " + "\n  ".join(levels) + "\n")
-    with pytest.raises(SuiteError) as refused:
-        load_suite(path)
-    message = str(refused.value)
+    message = _load_guarded(path)
     assert message.startswith(f"{path}: refused: more than 100000 YAML nodes") and len(message) < 300
+
+
+@pytest.mark.parametrize(("key", "length"), [("name", 4000), ("description", 16000)])
+def test_one_long_value_named_by_many_aliases_is_refused(tmp_path: Path, key: str, length: int) -> None:
+    """Under the node limit, a 4.4 KB suite gave a 231 MB error message (``name:`` quotes
+    its value) and a 16 KB suite was accepted with a 922 MB description (2.5 GB)."""
+    path = _write(tmp_path, _long_value_aliased(key, length))
+    assert path.stat().st_size < 17_000
+    message = _load_guarded(path)
+    assert message.startswith(f"{path}: refused: more than 1,048,576 characters of text once its aliases "
+                              "are expanded") and len(message) < 300
+
+
+def test_a_suite_file_past_the_byte_limit_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL + "# padding\n" * 200_000)  # 2 MB of comments
+    with pytest.raises(SuiteError, match=rf"^{path}: refused: more than 1,048,576 bytes"):
+        load_suite(path)
+
+
+def test_an_error_quotes_a_long_value_in_a_few_hundred_characters(tmp_path: Path) -> None:
+    path = _write(tmp_path, MINIMAL + "name: [" + ", ".join(["y" * 1000] * 300) + "]\n")  # 300 KB: allowed
+    with pytest.raises(SuiteError, match=rf"^{path}: key 'name': must be a non-empty string, got \['yyy") as refused:
+        load_suite(path)
+    assert len(str(refused.value)) < 600
+
+
+def test_a_description_is_free_text_not_a_structure(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="key 'description': must be free text"):
+        load_suite(_write(tmp_path, MINIMAL + "description: [a, b]\n"))
+    assert load_suite(_write(tmp_path, MINIMAL + "description: 2024\n")).description == "2024"
 
 
 def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:

@@ -178,3 +178,62 @@ def test_the_pixel_limit_is_configured_by_environment(monkeypatch) -> None:
     monkeypatch.setenv("IDARD_MAX_IMAGE_PIXELS", "0")
     images._configure_pixel_limit()
     assert images.max_image_pixels() is None
+
+
+def _zero_pages(path: Path, pages: int, side: int, samples: int = 1) -> Path:
+    """A TIFF of ``pages`` all-zero ``side`` x ``side`` pages, small on disk: one deflate
+    tile per page, compressed once and written as is (no page is ever held in memory)."""
+    tile = zlib.compress(bytes(side * side * samples), 9)
+    shape = (side, side, samples) if samples > 1 else (side, side)
+    with tifffile.TiffWriter(path) as tif:
+        for _ in range(pages):
+            tif.write(iter([tile]), shape=shape, dtype=np.uint8, tile=(side, side), compression="zlib",
+                      photometric="minisblack", planarconfig="contig", metadata=None)
+    return path
+
+
+def test_a_multi_page_tiff_is_read_as_its_first_page(tmp_path: Path) -> None:
+    """tifffile's asarray() stacked every page: 3 pages became a (3, H, 3) 'image'."""
+    pages = np.random.default_rng(0).integers(0, 256, (3, 6, 8, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tif:
+        for page in pages:
+            tif.write(page, photometric="rgb", metadata=None)
+    image = load_image(tmp_path / "pages.tif")
+    np.testing.assert_array_equal(image.pixels, pages[0] / np.float32(255))
+
+
+def test_tiff_pages_under_the_limit_never_add_up_past_it(tmp_path: Path) -> None:
+    """A 530 KB 6-page TIFF (each page under the limit, 486 Mpx in all) took a worker to
+    3.44 GB; 12 pages to 4.7 GB. Here 24 pages of 4 Mpx (the limit set to one page) are
+    decoded, in a child capped at 512 MiB, as one page: the 96 Mpx in all are never decoded."""
+    from tests.guarded import run_guarded
+
+    path = _zero_pages(tmp_path / "pages.tif", pages=24, side=2048)
+    assert path.stat().st_size < 200_000
+    decoded = run_guarded(f"""
+import os
+os.environ["IDARD_MAX_IMAGE_PIXELS"] = str(2048 * 2048)
+from idard.measure.images import load_image
+_report(list(load_image({str(path)!r}).pixels.shape))
+""", memory_bytes=512 << 20, timeout_s=60)
+    assert decoded.result == [2048, 2048, 3]
+    assert decoded.peak_rss < 300 << 20  # one page, float RGB: 48 MiB over the interpreter's own
+
+
+def test_a_tiff_page_of_many_samples_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    """The pixel limit counts pixels; a page of 64 x 64 pixels with 4,000 samples each
+    holds as many values as a 16 Mpx RGBA image and is refused from its header."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64)
+    data = _zero_pages(tmp_path / "wide.tif", pages=1, side=64, samples=4000).read_bytes()
+    with pytest.raises(ImageError, match=r"wide.tif: .*4000 samples per pixel.*refused before decoding"):
+        decode_image(data, "wide", "wide.tif")
+
+
+def test_a_tiff_of_colour_planes_decodes_as_rgb(tmp_path: Path) -> None:
+    """PlanarConfiguration 2 (one plane per colour): tifffile returns (3, H, W), which was
+    read as H = 3 rows of W pixels."""
+    planes = np.random.default_rng(0).integers(0, 65536, (3, 10, 12), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "planar.tif", planes, photometric="rgb", planarconfig="separate")
+    image = load_image(tmp_path / "planar.tif")
+    assert image.bit_depth == 16
+    np.testing.assert_array_equal(image.pixels, np.moveaxis(planes, 0, -1) / np.float32(65535))

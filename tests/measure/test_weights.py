@@ -77,6 +77,18 @@ def test_a_failed_download_names_the_url_and_leaves_nothing_behind(served, tmp_p
     assert list(cache.iterdir()) == []
 
 
+def test_a_url_that_answers_with_a_web_page_is_refused_whatever_its_content_type(served, tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """The page comes as application/octet-stream (a ``.pt`` name); its first bytes give it away."""
+    base, root = served
+    (root / "mapping.pt").write_bytes(b"<!DOCTYPE html>\n<html><body>Sign in to continue</body></html>\n")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(ENV_WEIGHTS_DIR, str(cache))
+    with pytest.raises(WeightsNotFound, match=r"mapping\.pt: download failed .*answered with a web page"):
+        resolve_weights(f"{base}/mapping.pt")
+    assert list(cache.iterdir()) == []
+
+
 def test_known_files_are_verified_by_hash() -> None:
     name = Path("srflow-tiny-4x.safetensors")
     assert verdict(name, "20248c5f3327021a0859c33e7a7f487d2d3432a9203efb96577e903c758887ea") == "verified"

@@ -2,32 +2,36 @@
 
 * `reduce`: the run directory's records -> `Report` (the IDA-RD table and paired
   differences), in bounded memory.
+* `scope`: which keys a report reduces (the run's suite's, by default) and whose folder
+  it may write into.
+* `model`: `Report` -> `TableModel` s, the one description of a table (rows, order,
+  labels, columns, notes, banner, settings, scope) that every surface renders.
 * `tables`: the terminal, Markdown, CSV, Parquet and JSON renderings, and writing them.
 * `page`: the self-contained HTML page (tables, charts, ladders).
 * `grid`: the supplement's Figure 3 for the page, recomputed from the records' seeds.
 
 Arrows go one way: this room reads the store (`idard.bench.store`) and the measure
-(`idard.measure`); nothing below it imports it. ``from idard.bench.report import
-markdown, write_reports`` keeps working as before the room existed.
+(`idard.measure`); nothing below it imports it.
 """
 
-from idard.bench.report.tables import (
-    DEFAULT_FORMATS,
-    FORMATS,
+from idard.bench.report.model import (
     PAIRED_TITLE,
     TITLE,
     WILCOXON_MIN_IMAGES,
+    TableModel,
+    table_models,
+)
+from idard.bench.report.tables import (
+    DEFAULT_FORMATS,
+    FORMATS,
     markdown,
-    paired_markdown,
     paired_name,
     parse_formats,
-    rich_paired_table,
     rich_table,
-    small_sample_note,
     write_reports,
 )
 
 __all__ = [
-    "DEFAULT_FORMATS", "FORMATS", "PAIRED_TITLE", "TITLE", "WILCOXON_MIN_IMAGES", "markdown", "paired_markdown",
-    "paired_name", "parse_formats", "rich_paired_table", "rich_table", "small_sample_note", "write_reports",
+    "DEFAULT_FORMATS", "FORMATS", "PAIRED_TITLE", "TITLE", "WILCOXON_MIN_IMAGES", "TableModel", "markdown",
+    "paired_name", "parse_formats", "rich_table", "table_models", "write_reports",
 ]

@@ -3,7 +3,9 @@
 The page holds, with every image embedded as base64 PNG (it works offline, as one file
 to mail or attach):
 
-* the IDA-RD table with its bootstrap 95 % CIs, and the suite's checks;
+* the IDA-RD table with its bootstrap 95 % CIs and the paired differences, the same
+  `TableModel` s the terminal and every file show (rows, order, labels, counts, notes),
+  and the suite's checks;
 * one bar chart per (model, metric, scale): IDA-RD per downscaler, error bars = the CI;
 * one plot per degradation ladder (the suite's ``spearman`` checks, else the paper's
   ladders found in the run): IDA-RD against the degradation parameter, with its Spearman rho;
@@ -37,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from idard.bench.report.grid import grid_html, sample_grid
+from idard.bench.report.model import CI_MARK, SMOKE_TEST, TableModel, table_models
 
 
 
@@ -71,12 +74,13 @@ def _group_title(key: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------ bar charts
 
-def bar_charts(table: pl.DataFrame) -> list[tuple[str, str]]:
-    """(title, data URI) per (model, metric, scale): IDA-RD per downscaler with CI error bars."""
+def bar_charts(model: TableModel) -> list[tuple[str, str]]:
+    """(title, data URI) per (model, metric, scale) of the IDA-RD table: IDA-RD per
+    downscaler with CI error bars, in the table's order and under its labels."""
     plt = _pyplot()
     charts = []
-    for key, part in _groups(table):
-        part = part.filter(pl.col("ida_rd").is_not_null()).sort("ida_rd")
+    for key, part in _groups(model.rows):
+        part = part.filter(pl.col("ida_rd").is_not_null())
         if part.is_empty():
             continue
         means = part["ida_rd"].to_numpy()
@@ -86,7 +90,9 @@ def bar_charts(table: pl.DataFrame) -> list[tuple[str, str]]:
         ax.bar(range(part.height), means, yerr=[means - low, high - means], capsize=3, color="#4878a8")
         ax.set_xticks(range(part.height), part["downscaler"].to_list(), rotation=40, ha="right", fontsize=8)
         ax.set_ylabel(f"IDA-RD ({key.get('metric', '')})")
-        ax.set_title(_group_title(key) + "  (error bars: bootstrap 95% CI)", fontsize=9)
+        note = "error bars: bootstrap 95% CI" + (f"; {CI_MARK} few images" if part["ci_few_images"].any() else "")
+        title = _group_title(key) + f"  ({note})" + (f"\n{SMOKE_TEST}" if model.banner else "")
+        ax.set_title(title, fontsize=9, color="#c62828" if model.banner else "black")
         ax.grid(axis="y", alpha=0.3)
         charts.append((_group_title(key), _figure_png(fig)))
     return charts
@@ -162,7 +168,8 @@ td.l,th.l{text-align:left}tr:nth-child(even){background:#f6f6f6}
 .plots img{margin:4px;border:1px solid #eee}.grid{border-collapse:collapse}.grid td{border:none;padding:2px;
 vertical-align:top;text-align:center;font-size:.75em}.tile{position:relative;display:inline-block}
 .tile span{position:absolute;left:3px;top:3px;color:#fff;background:rgba(0,0,0,.55);padding:0 3px;font-size:11px}
-.pass{color:#1a7f37}.fail{color:#c62828}.undecided{color:#8a6d00}.note{color:#666;font-size:.85em}
+.banner{color:#fff;background:#c62828;padding:4px 8px;font-weight:bold;display:inline-block}
+.title{font-weight:bold;margin-bottom:2px}.pass{color:#1a7f37}.fail{color:#c62828}.undecided{color:#8a6d00}.note{color:#666;font-size:.85em}
 """
 
 
@@ -170,21 +177,19 @@ def _num(value: Any, fmt: str = "{:.4f}") -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
-def table_html(table: pl.DataFrame) -> str:
-    """The IDA-RD table (sorted within each group, as in the terminal) as an HTML table."""
-    keys = [k for k in ("model", "metric", "scale") if k in table.columns]
-    shown = table.sort([*keys, "ida_rd"], nulls_last=True)
-    head = ("<tr><th class=l>downscaler</th><th class=l>model</th><th class=l>metric</th><th>scale</th>"
-            "<th>IDA-RD</th><th>± images</th><th>95% CI</th><th>images</th><th>samples</th><th>non-finite</th></tr>")
-    rows = []
-    for r in shown.iter_rows(named=True):
-        ci = "—" if r.get("ci_low") is None or r.get("ci_high") is None else f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
-        rows.append(
-            f"<tr><td class=l>{html.escape(str(r['downscaler']))}</td><td class=l>{html.escape(str(r['model']))}</td>"
-            f"<td class=l>{html.escape(str(r['metric']))}</td><td>x{r.get('scale', '')}</td>"
-            f"<td>{_num(r['ida_rd'])}</td><td>{_num(r.get('std_images'))}</td><td>{ci}</td>"
-            f"<td>{r.get('n_images', '')}</td><td>{r.get('n_samples', '')}</td><td>{r.get('n_nonfinite', '')}</td></tr>")
-    return f"<table id=ida-rd>{head}{''.join(rows)}</table>"
+def table_html(model: TableModel) -> str:
+    """One table of the report as HTML: its title, banner, scope, rows and notes, exactly
+    the cells the terminal and Markdown show."""
+    anchor = "ida-rd" if model.name == "ida_rd" else "paired"
+    left = [column.align == "left" for column in model.columns]
+    head = "".join(f"<th{' class=l' if l else ''}>{html.escape(c.header)}</th>" for c, l in zip(model.columns, left))
+    rows = "".join("<tr>" + "".join(f"<td{' class=l' if l else ''}>{html.escape(cell)}</td>"
+                                    for cell, l in zip(cells, left)) + "</tr>" for cells in model.cells())
+    banner = f"<p class=banner>{html.escape(model.banner)}</p>" if model.banner else ""
+    scope = f"<p class=note>keys: {html.escape(model.scope)}</p>" if model.scope else ""
+    notes = "".join(f"<p class=note>{html.escape(note)}</p>" for note in model.notes)
+    return (f"<div class=table id={anchor}-table><p class=title>{html.escape(model.title)}</p>{banner}{scope}"
+            f"<table id={anchor}><tr>{head}</tr>{rows}</table>{notes}</div>")
 
 
 def _checks_html(results: Sequence[Any], summary: Sequence[str]) -> str:
@@ -197,20 +202,24 @@ def _checks_html(results: Sequence[Any], summary: Sequence[str]) -> str:
     return f"{lead}<table id=checks><tr><th class=l>check</th><th class=l>result</th><th>holds</th></tr>{items}</table>"
 
 
-def render_page(title: str, description: str, table: pl.DataFrame, checks_html: str,
+def render_page(title: str, description: str, models: Sequence[TableModel], checks_html: str,
                 bars: Sequence[tuple[str, str]], ladders: Sequence[LadderPlot], samples_html: str) -> str:
     """The whole page as one string: no external file, script or font."""
     bar_imgs = "".join(f"<img class=bar src='{uri}' alt='IDA-RD {html.escape(t)}'>" for t, uri in bars)
     ladder_imgs = "".join(f"<img class=ladder src='{p.uri}' alt='{html.escape(p.family)} {html.escape(p.group)}'>"
                           for p in ladders) or "<p class=note>No degradation ladder in this run.</p>"
+    banner = next((m.banner for m in models if m.banner), None)
+    tables = "".join(f"<h2>{'IDA-RD table' if m.name == 'ida_rd' else 'Paired differences'}</h2>{table_html(m)}"
+                     for m in models)
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>"
+        + (f"<p class=banner>{html.escape(banner)}</p>" if banner else "") +
         "<p class=note>IDA-RD: mean over images of the mean distortion between the HR image and SR samples "
         "decoded from the downscaled image; lower = less information lost. ± is the std over images, the CI a "
         "bootstrap over images and samples.</p>"
-        f"<h2>IDA-RD table</h2>{table_html(table)}"
+        f"{tables}"
         f"<h2>Checks (the paper's findings)</h2>{checks_html}"
         f"<h2>IDA-RD per downscaler</h2><div class=plots>{bar_imgs}</div>"
         f"<h2>IDA-RD against degradation strength</h2><div class=plots>{ladder_imgs}</div>"
@@ -223,22 +232,23 @@ def write_html_report(run_dir: str, report: Any, records: pl.LazyFrame, path: st
                       grid_images: int = 2, grid_samples: int = 3,
                       log: Callable[[str], None] = print) -> str:
     """Write the page for ``report`` (a `idard.bench.report.reduce.Report`) of ``run_dir``; returns
-    where. ``path`` defaults to ``report.html`` in the run directory."""
-    import yaml
-
+    where. ``path`` defaults to ``report.html`` in the run directory. Its tables are the
+    report's `table_models`, as every other format shows them."""
     from idard.bench.checks import checks_of_run, evaluate_checks, read_run_file, summary_lines
+    from idard.bench.safe_yaml import load_yaml
     from idard.bench.store import RecordStore
 
     checks, name = checks_of_run(run_dir)
     results = evaluate_checks(checks, report.table, records)
     try:
-        suite = yaml.safe_load(read_run_file(run_dir, "suite.yaml")) or {}
+        suite = load_yaml(read_run_file(run_dir, "suite.yaml")) or {}
     except (FileNotFoundError, OSError):
         suite = {}
+    models = table_models(report)
     grid_rows, note = sample_grid(run_dir, report.table, records, grid_images, grid_samples, log)
     page = render_page(
-        f"IDA-RD report: {name or suite.get('name') or run_dir}", str(suite.get("description", "")), report.table,
-        _checks_html(results, summary_lines(results) if results else []), bar_charts(report.table),
+        f"IDA-RD report: {name or suite.get('name') or run_dir}", str(suite.get("description", "")), models,
+        _checks_html(results, summary_lines(results) if results else []), bar_charts(models[0]),
         ladder_plots(checks, report.table), grid_html(grid_rows, note))
     if path is None:
         return RecordStore(run_dir).write_text("report.html", page)

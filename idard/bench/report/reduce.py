@@ -20,6 +20,7 @@ is still appending to it, so:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
@@ -55,6 +56,10 @@ class Report:
     #: Why there are no paired differences although a baseline was asked for (the table
     #: is still complete): e.g. the baseline has no finite converged records.
     paired_error: str | None = None
+    #: Which record keys were reduced (`idard.bench.report.scope.Scope.describe`).
+    scope: str = "the records given"
+    #: The suite the keys are of (name and hash), written beside the reduction.
+    suite: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     def reduction(self) -> dict[str, object]:
         """How the tables were reduced, written beside them so a table says how it was made."""
@@ -95,6 +100,8 @@ def build_report(
     seed: int = 0,
     max_rows: int = DEFAULT_MAX_ROWS,
     include_unconverged: bool = False,
+    scope: str = "the records given",
+    suite: Mapping[str, object] | None = None,
 ) -> Report:
     """The IDA-RD table of ``records`` and, if ``baseline`` is given, paired differences.
 
@@ -106,7 +113,9 @@ def build_report(
     the table counts them. ``baseline`` may be any spelling of a downscaler in the records;
     an unknown one raises `SpecError` ("unknown downscaler", with the known ones). A
     baseline without usable records leaves ``paired`` None and says why in
-    ``paired_error``: the IDA-RD table is always complete.
+    ``paired_error``: the IDA-RD table is always complete. ``scope`` says which keys
+    ``records`` are (the caller filtered them) and ``suite`` whose; both are carried to
+    every table (`idard.bench.report.model.table_models`).
     """
     lf = _needed(records.lazy())
     keys = list(REPORT_KEYS)
@@ -127,7 +136,8 @@ def build_report(
     if paired is not None:
         paired = with_loss_direction(paired, table)
     return Report(table=table, paired=paired, baseline=baseline, n_boot=n_boot, seed=seed,
-                  include_unconverged=include_unconverged, paired_error=paired_error)
+                  include_unconverged=include_unconverged, paired_error=paired_error, scope=scope,
+                  suite=dict(suite or {}))
 
 
 def resolve_baseline(records: pl.LazyFrame, baseline: str) -> str:

@@ -43,6 +43,8 @@ class BSRGAN(Downscaler):
     def downscale(self, image: RGBImage, scale: int) -> np.ndarray:
         hr = image.pixels
         if self.blur > 0:
+            from scipy import ndimage  # scipy on use: reading a report needs the registry, not scipy (~0.6 s of import)
+
             hr = ndimage.gaussian_filter(hr, sigma=(self.blur, self.blur, 0), mode="reflect")
         lr = resize(np.clip(hr, 0, 1).astype(np.float32), lr_size(image, scale), "bicubic")
         rng = image_seed(image.name, self.seed)

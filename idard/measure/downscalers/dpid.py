@@ -76,6 +76,8 @@ def dpid(pixels: np.ndarray, out_height: int, out_width: int, lam: float = 1.0) 
     area = (row_w[:, :, None, None] * col_w[None, None, :, :]).astype(np.float32)
 
     average = _weighted_sum(patches, area) / area.sum(axis=(1, 3))[:, :, None]
+    from scipy import ndimage  # scipy on use: reading a report needs the registry, not scipy (~0.6 s of import)
+
     ones = np.ones(average.shape[:2])
     norm = ndimage.convolve(ones, _GUIDANCE_KERNEL, mode="constant")
     guidance = np.stack(
