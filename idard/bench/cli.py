@@ -119,11 +119,12 @@ def upscale(
     heat: Annotated[float | None, typer.Option("--heat", help="Sampling temperature (overrides the model spec).")] = None,
     device: Annotated[str | None, typer.Option(help="torch device; default cuda if available.")] = None,
 ) -> None:
-    """Draw SR samples of LR images; one PNG per (image, seed)."""
+    """Draw SR samples of LR images; one PNG per (image, seed), converted to 8 bits as records are scored."""
     import torch
 
     from idard.measure.images import load_image, save_image, to_pixels, to_tensor
     from idard.measure.models import MODELS
+    from idard.measure.sr_8bit import to_8bit_grid
 
     with user_errors():
         sr_model = MODELS.create(model, **({"heat": heat} if heat is not None else {}))
@@ -145,7 +146,8 @@ def upscale(
                     err_console.print(f"{path} seed {s}: non-finite SR sample, not saved", highlight=False)
                     failed += 1
                     continue
-                save_image(target, to_pixels(samples[k]))
+                # the one 8-bit conversion records are scored with (truncation, as the reference)
+                save_image(target, to_pixels(to_8bit_grid(samples[k])))
                 console.print(f"{path} -> {target} ({sr_model.id}, seed {s})", highlight=False)
         if failed:
             raise typer.Exit(1)
@@ -159,7 +161,7 @@ def distortion(
 ) -> None:
     """Print the distortion between two images (a reference that downscale would crop is cropped alike)."""
     from idard.measure.distortions import DISTORTIONS
-    from idard.measure.images import crop_to_multiple, load_image
+    from idard.measure.images import crop_to_multiple, load_image, to_tensor
 
     with user_errors():
         scorer = DISTORTIONS.create(metric)
@@ -174,8 +176,8 @@ def distortion(
         if a.pixels.shape != b.pixels.shape:
             raise UsageError(f"{dist}: size {b.width}x{b.height} differs from {ref} ({a.width}x{a.height}) "
                              "and is not its crop to a multiple of a scale")
-        value = scorer.score_pixels(a.pixels, b.pixels)
-        print(f"{value:.6f}")
+        value = float(scorer(to_tensor(a.pixels), to_tensor(b.pixels))[0])
+        print(repr(value))  # every digit: a record's value is compared exactly, not to 6 decimals
 
 
 def _crop_scale(reference: tuple[int, int], other: tuple[int, int]) -> int | None:
@@ -470,6 +472,21 @@ def _scope(store, suite_path: Path | None, all_records: bool):
     return default_scope(store)
 
 
+ImagesOption = Annotated[list[str] | None, typer.Option(
+    "--images", help="Image source(s) to read HR files from (folder, glob, URI, bundled:...), instead of the run's "
+                     "suite.yaml; repeat for several. A file is used only if its SHA-256 is the records' hr_sha256.")]
+
+
+def _grid_crop(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--grid-crop {text!r}: expected X,Y (HR pixels, e.g. 128,64)") from None
+    return x, y
+
+
 @app.command()
 def report(
     run_dir: Annotated[str, typer.Argument(help="Run directory (or object-store URI) holding records/.")],
@@ -491,6 +508,13 @@ def report(
                        "[PATH]. The sample grid recomputes a few samples from their seeds (needs the model).")] = False,
     grid_images: Annotated[int, typer.Option(min=0, help="--html: images in the HR/LR/SR sample grid.")] = 2,
     grid_samples: Annotated[int, typer.Option(min=1, help="--html: SR samples per LR image in the grid.")] = 3,
+    grid_image: Annotated[list[str] | None, typer.Option(help="--html: show this image (key); repeat for several.")] = None,
+    grid_downscaler: Annotated[list[str] | None, typer.Option(help="--html: show this downscaler; repeat for several.")] = None,
+    grid_seed: Annotated[list[int] | None, typer.Option(help="--html: show this seed; repeat for several.")] = None,
+    grid_crop: Annotated[str | None, typer.Option(help="--html: crop's top-left X,Y in HR pixels (default: where "
+                                                       "the samples differ most).")] = None,
+    grid_crop_size: Annotated[int, typer.Option(min=4, help="--html: crop side in HR pixels.")] = 64,
+    images: ImagesOption = None,
 ) -> None:
     """Reduce a run directory's records to the IDA-RD table (downscaler x model x scale).
 
@@ -532,15 +556,45 @@ def report(
                               left_out=scope.left_out(everything), write=writable)
         _print_checks(run_dir, shown.table, records, out, write=writable)
         if html:
+            from idard.bench.report.grid import GridOptions
             from idard.bench.report.page import write_html_report
 
             page = html_path if html_path is not None or out is None else Path(out) / "report.html"
             if page is None and not writable:
                 console.print(_not_written("html", run_dir, "report RUN --html PAGE.html"), highlight=False)
                 return
-            path = write_html_report(run_dir, shown, records, page, grid_images=grid_images,
-                                     grid_samples=grid_samples, log=lambda line: console.print(line, highlight=False))
+            grid = GridOptions(images=tuple(grid_image or ()), downscalers=tuple(grid_downscaler or ()),
+                               seeds=tuple(grid_seed or ()), n_images=grid_images, n_samples=grid_samples,
+                               crop=_grid_crop(grid_crop), crop_size=grid_crop_size, sources=tuple(images or ()))
+            path = write_html_report(run_dir, shown, records, page, grid=grid,
+                                     log=lambda line: console.print(line, highlight=False))
             console.print(f"html: {path}", highlight=False)
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[str, typer.Argument(help="Run directory (or object-store URI) holding records/.")],
+    image: Annotated[str, typer.Option("--image", help="The record's image key (e.g. img000 or portraits/0001).")],
+    downscaler: Annotated[str, typer.Option("--downscaler", help="The record's downscaler (any spelling).")],
+    seed: Annotated[int, typer.Option("--seed", help="The record's sample seed.")],
+    model: Annotated[str | None, typer.Option("--model", help="The record's model (needed when the run has several).")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", help="Metric(s) to recompute (default: all held).")] = None,
+    images: ImagesOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for hr/lr/sr/difference PNGs (default: ./explain-<key>).")] = None,
+    device: Annotated[str | None, typer.Option(help="torch device; default cuda if available.")] = None,
+) -> None:
+    """Recompute one record as the run's worker did; write its HR, LR, SR and difference PNGs
+    and print the recomputed and stored values side by side (exit 1 if any differs)."""
+    from idard.bench.report.explain import explain as explain_record, explanation_lines
+    from idard.bench.report.reduce import scan_records
+
+    with user_errors():
+        done = explain_record(run_dir, scan_records(run_dir), image, downscaler, seed, model=model, metrics=metric,
+                              images=images, out=out, device=device)
+    for line in explanation_lines(done):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if not done.all_equal:
+        raise typer.Exit(1)
 
 
 @app.command()

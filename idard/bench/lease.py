@@ -266,13 +266,13 @@ class RunLease:
     def acquire(self) -> None:
         """Claim the lease or raise `LeaseHeld` naming the live holder (`StoreWriteError`
         when the run directory cannot be written at all: a file, read-only, full)."""
-        from idard.bench.store import StoreWriteError
+        from idard.bench.store import StoreWriteError, store_problem
 
         try:
             self._acquire()
         except OSError as exc:
             raise StoreWriteError(f"{self.store.run_dir}: cannot be used as a run directory "
-                                  f"({exc.strerror or exc}{': ' + exc.filename if exc.filename else ''})") from None
+                                  f"({store_problem(exc)}{': ' + exc.filename if exc.filename else ''})") from None
 
     def _acquire(self) -> None:
         for _ in range(20):  # each pass either returns, raises, or lost a race and re-reads
@@ -308,6 +308,8 @@ class RunLease:
         if self._beat is not None:
             self._beat.join(timeout=5)
         if self.held and self.lost is None:
+            # The store may be what failed (an object store down mid-run): the run's own
+            # error must reach the user, and a lease left behind expires after its TTL.
             with contextlib.suppress(OSError):
                 current = self._read()
                 if current is not None and current.get("token") == self.token:

@@ -71,6 +71,36 @@ class StoreWriteError(RuntimeError):
         super().__init__(message)
 
 
+#: What the AWS SDK's error names (inside pyarrow's OSError text) mean to a user, in order.
+_OBJECT_STORE_PROBLEMS = (
+    (("ACCESS_DENIED", "SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY_ID", "HTTP status 403"),
+     "access denied: check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"),
+    (("NO_SUCH_BUCKET", "not found. To create buckets"), "the bucket does not exist: create it first"),
+    (("NETWORK_CONNECTION", "curlCode"), "cannot reach the object store"),
+)
+
+
+def store_problem(exc: BaseException) -> str:
+    """One line saying why an object-store request failed, in the user's terms.
+
+    pyarrow reports S3 failures as an OSError quoting the AWS SDK ("AWS Error
+    ACCESS_DENIED during HeadObject operation: No response body"); users set credentials
+    and endpoints, not SDK operations, so the line names what to check, with the endpoint
+    and, when no credentials are set at all, that.
+    """
+    text = str(exc)
+    reason = next((why for needles, why in _OBJECT_STORE_PROBLEMS if any(n in text for n in needles)), None)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    no_keys = not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
+    if "AWS Error" in text and no_keys and reason != "the bucket does not exist: create it first":
+        reason = "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+    if reason is None:
+        return getattr(exc, "strerror", None) or text
+    if endpoint and reason.startswith(("cannot reach", "access denied", "no credentials")):
+        reason += f"; endpoint {endpoint} (AWS_ENDPOINT_URL)"
+    return reason
+
+
 def _inspect_part(fs: pyarrow.fs.FileSystem, path: str, size: int) -> tuple[str | None, int]:
     """Why a part cannot be read as records (None when it can), and its rows: read from its
     footer only (the rows let readers check a compaction manifest against its parts)."""
@@ -184,6 +214,12 @@ class RecordStore:
     def __repr__(self) -> str:
         return f"RecordStore({self.run_dir!r})"
 
+    def _uri(self, path: str) -> str:
+        """A filesystem path of this store as the user names it (``s3://bucket/...``)."""
+        if not self.remote or "://" in path:
+            return path
+        return f"{self.run_dir.split('://', 1)[0]}://{path}"
+
     # ------------------------------------------------------------------ reading
     def parts(self) -> list[str]:
         """Paths of the complete, readable parts (filesystem paths, without the URI scheme),
@@ -202,7 +238,7 @@ class RecordStore:
             selector = pyarrow.fs.FileSelector(self.records_dir, allow_not_found=True)
             infos = self._fs.get_file_info(selector)
         except OSError as exc:
-            raise StoreWriteError(f"{self.records_dir}: cannot list records ({exc})") from None
+            raise StoreWriteError(f"{self._uri(self.records_dir)}: cannot list records ({store_problem(exc)})") from None
         good, self.skipped_parts = [], []
         for info in sorted(infos, key=lambda i: i.path):
             name = Path(info.path).name
@@ -463,5 +499,5 @@ class RecordStore:
                     os.unlink(partial)
                 raise
         except OSError as exc:
-            raise StoreWriteError(f"{target}: cannot write ({exc.strerror or exc})") from None
+            raise StoreWriteError(f"{self._uri(target)}: cannot write ({store_problem(exc)})") from None
         return target

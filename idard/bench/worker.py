@@ -22,7 +22,7 @@ import torch
 from idard.bench.plan import WorkUnit
 from idard.measure.distortions import DISTORTIONS
 from idard.measure.downscalers import DOWNSCALERS
-from idard.measure.evaluate import ImageEvaluator, Request, records_frame
+from idard.measure.evaluate import DrawnSamples, ImageEvaluator, Request, records_frame
 from idard.measure.images import ImageError, decode_image
 from idard.measure.models import MODELS
 
@@ -89,8 +89,10 @@ class Worker:
             requests.append(Request(downscaler, item.seeds, metrics))
         return requests, rows
 
-    def run(self, unit: WorkUnit, data: bytes | Exception) -> pl.DataFrame:
-        """All records of one unit. ``data`` is the HR file's bytes, or why reading failed."""
+    def run(self, unit: WorkUnit, data: bytes | Exception, keep: list[DrawnSamples] | None = None) -> pl.DataFrame:
+        """All records of one unit. ``data`` is the HR file's bytes, or why reading failed.
+        ``keep`` receives the scored pixels (`DrawnSamples`): a report that shows a record
+        recomputes it on this very path, so it shows what a run computed."""
         evaluator = self._evaluator(unit.model, unit.spec(unit.model))
         requests, rows = self._requests(unit, evaluator)
         try:
@@ -100,7 +102,7 @@ class Worker:
         except ImageError as exc:
             rows += evaluator.error_rows(unit.image.name, f"ImageError: {exc}", requests)
         else:
-            rows += evaluator(image, requests) if requests else []
+            rows += evaluator(image, requests, keep) if requests else []
         self.units_done += 1
         hr_hash = hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else None
         return records_frame(rows).with_columns(

@@ -29,7 +29,6 @@ from idard.measure.lazy import lazy_import
 from idard.measure.registry import Plugin, Registry
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
     import torch.nn.functional as F
 else:  # imported on first use: naming and listing the metrics needs no torch
@@ -82,14 +81,6 @@ class Distortion(Plugin):
         """Compute on ``device`` from now on (inputs are moved there); returns ``self``."""
         object.__setattr__(self, "_device", torch.device(device))
         return self
-
-    def score_pixels(self, ref: np.ndarray, dist: np.ndarray) -> float:
-        """The distortion of one pair of (H, W, 3) float images in [0, 1], as
-        ``idard-bench distortion`` prints it: through ``__call__`` (which needs torch)
-        unless a metric can say it without (PSNR)."""
-        from idard.measure.images import to_tensor
-
-        return float(self(to_tensor(ref), to_tensor(dist))[0])
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickle (e.g. to ship to a Ray worker) the parameters only: a loaded network is
@@ -268,19 +259,6 @@ class PSNR(Distortion):
         dtype = self._exact_dtype
         mse = (dist.to(dtype) - ref.to(dtype)).pow(2).flatten(1).mean(dim=1)
         return (10 * torch.log10(1.0 / mse)).to(device="cpu", dtype=torch.float64)
-
-    def score_pixels(self, ref: np.ndarray, dist: np.ndarray) -> float:
-        """The same float64 arithmetic in NumPy: a PSNR of two files loads no torch."""
-        import numpy as np
-
-        if ref.shape != dist.shape:
-            raise ValueError(f"psnr: ref is {ref.shape[:2]} pixels but dist is {dist.shape[:2]}")
-        for label, x in (("ref", ref), ("dist", dist)):
-            if not np.isfinite(x).all():
-                raise ValueError(f"psnr: {label} holds NaN or infinite values")
-        mse = np.mean((dist.astype(np.float64) - ref.astype(np.float64)) ** 2)
-        with np.errstate(divide="ignore"):
-            return float(10 * np.log10(1.0 / mse))
 
 
 # ---------------------------------------------------------------------- SSIM, MS-SSIM

@@ -66,6 +66,20 @@ class Request:
     metrics: tuple[Any, ...]  # distortion plug-ins
 
 
+@dataclasses.dataclass(frozen=True)
+class DrawnSamples:
+    """The pixels behind one request's records, exactly as they were scored: the cropped HR
+    image, the LR image the model was given and each finite sample after its one 8-bit
+    conversion. Records hold no pixels; a caller that wants to *see* a record (the report's
+    sample grid, ``idard-bench explain``) asks the evaluator to keep these, so what it shows
+    is what was scored, not a second computation that could drift from it."""
+
+    downscaler: str
+    hr: np.ndarray  # (H, W, 3) float32, cropped to a multiple of the scale
+    lr: np.ndarray  # (h, w, 3) float32, as fed to the model (8-bit unless quantize_lr=False)
+    sr: dict[int, np.ndarray]  # seed -> (H, W, 3) float32 sample as scored; finite samples only
+
+
 @dataclasses.dataclass
 class ImageEvaluator:
     """Computes the records of one HR image; holds the loaded model and metrics.
@@ -128,13 +142,15 @@ class ImageEvaluator:
         return [Request(d, tuple(self.seeds), tuple(self.metrics)) for d in self.downscalers]
 
     def __call__(
-        self, image: RGBImage | str | Path, requests: Sequence[Request] | None = None
+        self, image: RGBImage | str | Path, requests: Sequence[Request] | None = None,
+        keep: list[DrawnSamples] | None = None,
     ) -> list[dict[str, Any]]:
         """Records of one image (all defaults, or ``requests``); failures become error
-        records, never exceptions."""
+        records, never exceptions. With ``keep``, the pixels of every scored request are
+        appended to it (`DrawnSamples`), from the very tensors the records were scored on."""
         requests = list(requests) if requests is not None else self.default_requests()
         name = image_key(image)
-        rows = self._records(image, name, requests)
+        rows = self._records(image, name, requests, keep)
         hr_hash = None if isinstance(image, RGBImage) else _file_sha256(image)
         lr_hashes = {r.downscaler.id: _lr_sha256(r.downscaler, name, self.scale) for r in requests}
         for row in rows:
@@ -142,7 +158,8 @@ class ImageEvaluator:
             row["lr_sha256"] = lr_hashes.get(row["downscaler"])
         return rows
 
-    def _records(self, image: RGBImage | str | Path, name: str, requests: list[Request]) -> list[dict[str, Any]]:
+    def _records(self, image: RGBImage | str | Path, name: str, requests: list[Request],
+                 keep: list[DrawnSamples] | None = None) -> list[dict[str, Any]]:
         try:
             hr = image if isinstance(image, RGBImage) else load_image(image)
             hr = crop_to_multiple(hr, self.scale)
@@ -161,11 +178,12 @@ class ImageEvaluator:
 
         hr_tensor = to_tensor(hr.pixels, self.device)
         for call in model_calls(lrs, lambda pair: pair[0].seeds, self.max_batch):
-            rows += self._score_chunk(name, hr_tensor, tuple(call[0][0].seeds), call)
+            rows += self._score_chunk(name, hr_tensor, tuple(call[0][0].seeds), call, keep)
         return rows
 
     def _score_chunk(
-        self, name: str, hr: torch.Tensor, seeds: tuple[int, ...], chunk: list[tuple[Request, np.ndarray]]
+        self, name: str, hr: torch.Tensor, seeds: tuple[int, ...], chunk: list[tuple[Request, np.ndarray]],
+        keep: list[DrawnSamples] | None = None,
     ) -> list[dict[str, Any]]:
         lr = to_tensor([pixels for _, pixels in chunk], self.device)
         started = time.perf_counter()
@@ -180,14 +198,15 @@ class ImageEvaluator:
         sample_seconds = (time.perf_counter() - started) / (len(chunk) * len(seeds))
 
         rows: list[dict[str, Any]] = []
-        for b, ((request, _), samples) in enumerate(zip(chunk, sr)):
+        for b, ((request, lr_pixels), samples) in enumerate(zip(chunk, sr)):
             flags = converged[b] if converged is not None else [None] * len(seeds)
-            rows += self._score_samples(name, request, hr, samples, flags, sample_seconds)
+            rows += self._score_samples(name, request, hr, samples, flags, sample_seconds,
+                                        _Keeper(keep, request, lr_pixels) if keep is not None else None)
         return rows
 
     def _score_samples(
         self, name: str, request: Request, hr: torch.Tensor, samples: torch.Tensor,
-        converged: list[bool | None], sample_seconds: float,
+        converged: list[bool | None], sample_seconds: float, keeper: "_Keeper | None" = None,
     ) -> list[dict[str, Any]]:
         """Score the K samples of one LR image against its HR image. A sample that did not
         converge (PULSE) is scored and flagged; the statistics leave it out of means."""
@@ -197,6 +216,8 @@ class ImageEvaluator:
         finite = torch.isfinite(samples).flatten(1).all(dim=1).cpu().tolist()
         good = [k for k, ok in enumerate(finite) if ok]
         scored = to_8bit_grid(samples[good], self.sr_to_8bit) if self.quantize_sr else samples[good].clamp(0.0, 1.0)
+        if keeper is not None:
+            keeper.keep(hr, {request.seeds[k]: scored[i] for i, k in enumerate(good)})
 
         downscaler = request.downscaler.id
         rows: list[dict[str, Any]] = []
@@ -223,6 +244,22 @@ class ImageEvaluator:
                                           higher_is_better=metric.higher_is_better,
                                           error=f"{NONFINITE_SAMPLE} ({bad} NaN/Inf values)"))
         return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class _Keeper:
+    """Where one request's scored pixels go when the caller asked to keep them."""
+
+    into: list[DrawnSamples]
+    request: Request
+    lr: np.ndarray
+
+    def keep(self, hr: torch.Tensor, scored: dict[int, torch.Tensor]) -> None:
+        def pixels(tensor: torch.Tensor) -> np.ndarray:
+            return tensor.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+
+        self.into.append(DrawnSamples(self.request.downscaler.id, pixels(hr[0]), self.lr,
+                                      {seed: pixels(sample) for seed, sample in scored.items()}))
 
 
 def _file_sha256(path: str | Path) -> str | None:

@@ -139,18 +139,50 @@ def _object_filesystem(uri: str) -> tuple[Any, str]:
     return pyarrow.fs.FileSystem.from_uri(uri)
 
 
+def _object_version(filesystem: Any, path: str) -> dict[str, Any] | None:
+    """What identifies the object's current content without reading it (size and
+    modification time, as make and rsync judge files); None when the store cannot say."""
+    import pyarrow.fs
+
+    try:
+        info = filesystem.get_file_info(path)
+    except OSError:
+        return None
+    if info.type != pyarrow.fs.FileType.File:
+        return None
+    return {"size": info.size, "mtime_ns": info.mtime_ns}
+
+
 def fetch_object(uri: str, target: Path | None = None) -> Path:
     """Copy an object-store file (``s3://bucket/SRFlow_DF2K_4X.pth``) into the cache by its
-    name, once; what every node of a cluster does with a weights URI."""
+    name; what every node of a cluster does with a weights URI.
+
+    The copy is made again when the object changed (another size or modification time
+    than the copy's, kept in ``.NAME.source.json``) or came from another URI: a stale copy
+    would be hashed and run as if it were the object, and the run's check that weights
+    never change under one name would compare the stale copy with itself. When the store
+    cannot be asked, an existing copy is used as is (offline nodes keep working).
+    """
     filesystem, path = _object_filesystem(uri)
     target = target or cache_dir() / Path(path).name
+    source_note = target.with_name(f".{target.name}.source.json")
+    version = _object_version(filesystem, path)
+    wanted = {"uri": uri, **version} if version is not None else None
     if target.is_file():
-        return target
+        try:
+            copied = json.loads(source_note.read_text())
+        except (OSError, ValueError):
+            copied = None
+        if wanted is None or copied == wanted:
+            return target
     try:
         with atomic_path(target) as tmp, filesystem.open_input_stream(path) as source, open(tmp, "wb") as out:
             shutil.copyfileobj(source, out, length=1 << 20)
     except Exception as exc:  # noqa: BLE001
         raise WeightsNotFound(f"{uri}: cannot read ({type(exc).__name__}: {exc})") from None
+    if wanted is not None:
+        with atomic_path(source_note) as tmp:
+            tmp.write_text(json.dumps(wanted) + "\n")
     return target
 
 

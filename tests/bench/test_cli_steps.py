@@ -52,14 +52,15 @@ def test_upscale_is_reproducible_per_seed(tmp_path: Path) -> None:
     assert a3.shape == (32, 40, 3)
     np.testing.assert_array_equal(a3, b3)
 
-    # each file is the sample of its seed at the asked heat, as the model API draws it
-    from idard.measure.images import load_image, to_tensor, to_uint8
+    # each file is the sample of its seed at the asked heat, as the model API draws it,
+    # converted to 8 bits as records are scored (truncation, idard.measure.sr_8bit)
+    from idard.measure.images import load_image, to_tensor
     from idard.measure.models import MODELS
 
     def drawn(heat: float | None, seed: int) -> np.ndarray:
         sr_model = MODELS.create(model, **({"heat": heat} if heat is not None else {}))
         sample = sr_model.sample(to_tensor(load_image(tmp_path / "lr.png").pixels), [seed])[0, 0]
-        return to_uint8(sample.permute(1, 2, 0).numpy())
+        return np.floor(np.clip(sample.permute(1, 2, 0).numpy(), 0, 1) * np.float32(255)).astype(np.uint8)
 
     a4 = np.asarray(Image.open(tmp_path / "a" / "lr_seed4.png"))
     np.testing.assert_array_equal(a3, drawn(0.7, 3))

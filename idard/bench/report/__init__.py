@@ -8,7 +8,9 @@
   labels, columns, notes, banner, settings, scope) that every surface renders.
 * `tables`: the terminal, Markdown, CSV, Parquet and JSON renderings, and writing them.
 * `page`: the self-contained HTML page (tables, charts, ladders).
-* `grid`: the supplement's Figure 3 for the page, recomputed from the records' seeds.
+* `samples`: records recomputed on the worker's path, with their pixels (the one recomputation).
+* `grid`: the supplement's Figure 3 for the page, from `samples`.
+* `explain`: one record recomputed by hand (``idard-bench explain``).
 
 Arrows go one way: this room reads the store (`idard.bench.store`) and the measure
 (`idard.measure`); nothing below it imports it.

@@ -9,17 +9,11 @@ to mail or attach):
 * one bar chart per (model, metric, scale): IDA-RD per downscaler, error bars = the CI;
 * one plot per degradation ladder (the suite's ``spearman`` checks, else the paper's
   ladders found in the run): IDA-RD against the degradation parameter, with its Spearman rho;
-* for a few images, the grid of the supplement's Figure 3: HR, LR, SR samples and their
-  difference maps with each sample's LPIPS.
-
-Records hold no pixels, so the grid is *recomputed from the records' seeds*: every sample
-of idard is a function of (HR image, downscaler, model, seed) alone (README, "Seeds"), so
-redrawing seed k reproduces the sample whose distortion the record holds. This needs the
-model and the HR images where the report runs, and costs a handful of SR samples, instead
-of storing pixels for every run (``--save-samples``) that nobody may look at. Each tile
-shows the recomputed LPIPS next to the record's value, so a model or image that changed
-since the run is visible, not silent. When the images or the model cannot be had, the grid
-says why and the rest of the page is written.
+* for a few images, the grid of the supplement's Figure 3 (`idard.bench.report.grid`): HR,
+  LR, SR samples and their difference maps as zoomed crops, each sample's value next to its
+  record's, recomputed from the records' seeds on the worker's own path. The grid is a
+  self-contained fragment with its own style; when the images or the model cannot be had
+  it says why and the rest of the page is written.
 
 Plots are drawn with matplotlib's Agg backend (no display needed).
 """
@@ -38,7 +32,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from idard.bench.report.grid import grid_html, sample_grid
+from idard.bench.report.grid import GridOptions, grid_html
 from idard.bench.report.model import CI_MARK, SMOKE_TEST, TableModel, table_models
 
 
@@ -165,9 +159,7 @@ body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1600px}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;font-size:.85em}td,th{padding:3px 8px;border:1px solid #ddd;text-align:right}
 td.l,th.l{text-align:left}tr:nth-child(even){background:#f6f6f6}
-.plots img{margin:4px;border:1px solid #eee}.grid{border-collapse:collapse}.grid td{border:none;padding:2px;
-vertical-align:top;text-align:center;font-size:.75em}.tile{position:relative;display:inline-block}
-.tile span{position:absolute;left:3px;top:3px;color:#fff;background:rgba(0,0,0,.55);padding:0 3px;font-size:11px}
+.plots img{margin:4px;border:1px solid #eee}
 .banner{color:#fff;background:#c62828;padding:4px 8px;font-weight:bold;display:inline-block}
 .title{font-weight:bold;margin-bottom:2px}.pass{color:#1a7f37}.fail{color:#c62828}.undecided{color:#8a6d00}.note{color:#666;font-size:.85em}
 """
@@ -229,8 +221,7 @@ def render_page(title: str, description: str, models: Sequence[TableModel], chec
 
 
 def write_html_report(run_dir: str, report: Any, records: pl.LazyFrame, path: str | Path | None = None, *,
-                      grid_images: int = 2, grid_samples: int = 3,
-                      log: Callable[[str], None] = print) -> str:
+                      grid: GridOptions = GridOptions(), log: Callable[[str], None] = print) -> str:
     """Write the page for ``report`` (a `idard.bench.report.reduce.Report`) of ``run_dir``; returns
     where. ``path`` defaults to ``report.html`` in the run directory. Its tables are the
     report's `table_models`, as every other format shows them."""
@@ -245,11 +236,10 @@ def write_html_report(run_dir: str, report: Any, records: pl.LazyFrame, path: st
     except (FileNotFoundError, OSError):
         suite = {}
     models = table_models(report)
-    grid_rows, note = sample_grid(run_dir, report.table, records, grid_images, grid_samples, log)
     page = render_page(
         f"IDA-RD report: {name or suite.get('name') or run_dir}", str(suite.get("description", "")), models,
         _checks_html(results, summary_lines(results) if results else []), bar_charts(models[0]),
-        ladder_plots(checks, report.table), grid_html(grid_rows, note))
+        ladder_plots(checks, report.table), grid_html(run_dir, report.table, records, grid, log))
     if path is None:
         return RecordStore(run_dir).write_text("report.html", page)
     target = Path(path)
