@@ -10,7 +10,7 @@ times: on a shared machine it says how much of a time is the command's own.
 Target (issue 22, item 8): ``status`` and ``list`` under 1.5 s on 2 cores.
 
     python benchmark/cli_startup.py [--repeats 7] [--out benchmark/results]
-    python benchmark/cli_startup.py --smoke --out /tmp/x     # one repeat, for the tests
+    python benchmark/cli_startup.py --smoke                  # one repeat, results in a temporary folder
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ def main() -> None:
         print(write_run(args.write_run))
         return
     repeats = 1 if args.smoke else args.repeats
+    if args.smoke and args.out == ROOT / "benchmark" / "results":  # a smoke run never replaces the results
+        args.out = Path(tempfile.mkdtemp(prefix="idard-cli-startup-smoke-"))
     with tempfile.TemporaryDirectory(prefix="cli-startup-") as tmp:
         run = Path(tmp) / "run"
         # In a child: this process stays small, so the children it forks start small (a
