@@ -14,9 +14,24 @@ it loads neither torch nor Polars until one of them is asked for.
 
 from __future__ import annotations
 
+import functools
 import importlib
+from typing import Any
 
-__version__ = "0.1.0"
+
+@functools.cache
+def _installed_version() -> str:
+    """The version setuptools-scm gave this installation (from the git tags: ``X.Y.Z`` at a
+    release tag, ``X.Y.devN+g<sha>`` past it, ``0.0`` built without git), read from the
+    package metadata; a source tree that was never installed says ``0+unknown``. In a
+    checkout, records and ``--version`` add the commit itself (`idard.provenance.code_version`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("idard")
+    except PackageNotFoundError:
+        return "0+unknown"
+
 
 #: public name -> the module that defines it
 _PUBLIC = {
@@ -28,7 +43,11 @@ _PUBLIC = {
 __all__ = ["__version__", *_PUBLIC]
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # On first use: reading package metadata scans sys.path (~0.1 s), which every
+        # command would pay at start-up, ``--help`` included.
+        return _installed_version()
     if name not in _PUBLIC:
         raise AttributeError(f"module 'idard' has no attribute {name!r}")
     value = getattr(importlib.import_module(_PUBLIC[name]), name)
@@ -37,4 +56,4 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+    return sorted({*globals(), *_PUBLIC, "__version__"})

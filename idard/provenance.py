@@ -1,7 +1,7 @@
 """What made a record: the code's version and the versions of the libraries that compute it.
 
-A number in a paper must say which code produced it. The package version alone ("0.1.0")
-stays the same across every commit, including ones that change numbers, so in a git
+A number in a paper must say which code produced it. The installed package's version
+(setuptools-scm's, fixed when it was installed) does not follow later commits, so in a git
 checkout the version is the package version plus ``git describe`` (commit, and ``dirty``
 when the work tree has uncommitted changes); outside a checkout (an installed wheel, a
 Docker image) it is the package version alone. This module imports nothing heavy: the
@@ -15,7 +15,7 @@ import importlib.metadata
 import subprocess
 from pathlib import Path
 
-from idard import __version__
+import idard
 
 #: Libraries whose versions can change the numbers (or how they are computed and stored).
 LIBRARIES = ("torch", "torchvision", "lpips", "pillow", "numpy", "scipy", "ray", "polars", "pyarrow")
@@ -33,13 +33,15 @@ def code_version(root: Path | None = None) -> str:
     """``0.1.0+git.<describe>`` in a git checkout of idard (``-dirty`` with uncommitted
     changes), else the package version. Only the checkout that holds this package counts:
     an installed wheel inside some other repository is not described by that repository."""
+    installed = idard.__version__
     package_root = Path(__file__).resolve().parents[1]
     root = root or package_root
     top = _git(root, "rev-parse", "--show-toplevel")
     if top is None or Path(top).resolve() != root.resolve():
-        return __version__
+        return installed
     described = _git(root, "describe", "--always", "--dirty", "--tags", "--abbrev=12")
-    return f"{__version__}+git.{described}" if described else __version__
+    release = installed.split("+")[0]  # setuptools-scm's own +g<sha> would be a second local part
+    return f"{release}+git.{described}" if described else installed
 
 
 @functools.lru_cache(maxsize=1)

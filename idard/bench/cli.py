@@ -8,6 +8,7 @@ IDA-RD table.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-
-from idard import __version__
 
 app = typer.Typer(
     name="idard-bench",
@@ -236,11 +235,11 @@ def _missing() -> object:
     return dataclasses.MISSING
 
 
-def _suite(path: Path | None):
+def _suite(path: Path | None, *, check_scales: bool = True):
     from idard.bench.jobs import default_suite
     from idard.bench.suite import load_suite
 
-    return load_suite(path if path is not None else default_suite())
+    return load_suite(path if path is not None else default_suite(), check_scales=check_scales)
 
 
 def _out(out: str | None, name: str) -> str:
@@ -600,9 +599,9 @@ def explain(
 
 @app.command()
 def migrate(
-    run_dir: Annotated[str, typer.Argument(help="Run directory (or URI) written by idard 0.1.0.")],
+    run_dir: Annotated[str, typer.Argument(help="Run directory (or URI) written before ids became path-free.")],
 ) -> None:
-    """Rewrite record ids written with absolute paths (idard 0.1.0) to today's path-free ids."""
+    """Rewrite record ids written with absolute paths (before commit 8803331) to today's path-free ids."""
     from idard.bench.migrate import migrate as rewrite
     from idard.bench.store import RecordStore
 
@@ -709,7 +708,7 @@ def weights(
     from idard.measure.weights import ENV_WEIGHTS_DIR, cache_dir, verdict
 
     with user_errors():
-        suite = _suite(suite_path)
+        suite = _suite(suite_path, check_scales=False)  # a missing file is a row of the table, not an error
         if suite.reference:
             console.print(f"suite {suite.name!r} compares downscaled images with reference images: no model, "
                           "no weights", highlight=False)
@@ -720,10 +719,12 @@ def weights(
             shown.add_column(column)
         failed = False
         for model_id in suite.models:
+            model = None
             try:
-                files = MODELS.create(suite.spec(model_id)).weight_files()
+                model = MODELS.create(suite.spec(model_id))
+                files = model.weight_files()
             except (FileNotFoundError, ValueError) as exc:
-                shown.add_row(model_id, escape(str(exc)), "—", "MISSING")
+                shown.add_row(model_id, escape(str(exc) + _zoo_hint(model)), "—", "MISSING")
                 failed = True
                 continue
             for path in files:
@@ -734,6 +735,25 @@ def weights(
         console.print(shown)
         if failed:
             raise typer.Exit(1)
+
+
+def _zoo_hint(model: object) -> str:
+    """Where a model's missing files come from, when idard/measure/zoo.py lists them."""
+    import dataclasses
+
+    from idard.measure.registry import location_name
+    from idard.measure.zoo import find_entry
+
+    hints = []
+    for field in dataclasses.fields(model) if dataclasses.is_dataclass(model) else ():
+        value = getattr(model, field.name)
+        if field.metadata.get("path") and isinstance(value, str) and value:
+            try:
+                entry = find_entry(location_name(value))
+            except KeyError:
+                continue
+            hints.append(f"published weights: idard-bench weights fetch {entry.name} ({entry.note or entry.source})")
+    return "; " + "; ".join(hints) if hints else ""
 
 
 def _fetch_weights(name: str) -> None:
@@ -916,7 +936,9 @@ def train_resshift(
 
 def version_callback(value: bool) -> None:
     if value:
-        print(f"idard {__version__}")
+        from idard.provenance import code_version
+
+        print(f"idard {code_version()}")  # in a checkout: the commit, as records say it
         raise typer.Exit()
 
 
@@ -925,6 +947,24 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     """IDA-RD: how much information does an image downscaler destroy?"""
+
+
+def _terminal_help(doc: str) -> str:
+    """A docstring as ``--help`` shows it: paragraphs joined into single lines that the
+    terminal wraps (the source's own line breaks left ragged half-lines at 80 columns),
+    and reST ``literals`` shown as `literals`."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    text = "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+    return text.replace("``", "`")
+
+
+def _help_for_terminals() -> None:
+    for info in app.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        info.help = _terminal_help(doc)
+
+
+_help_for_terminals()
 
 
 def main() -> None:

@@ -21,11 +21,12 @@ against the suite file's folder, so a suite runs the same from any working direc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ class SuiteError(ValueError):
     characters whatever the values it quotes."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(clip(message))
+        super().__init__("\n".join(clip(line) for line in message.splitlines()))  # one problem a line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +146,35 @@ def _fail(path: str, key: str, problem: str) -> SuiteError:
     return SuiteError(f"{path}: key {key!r}: {problem}")
 
 
+class _Problems:
+    """Every problem of a suite, so that one load reports them all: fixing a file one
+    error per try is slow when each try validates the whole suite."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.messages: list[str] = []
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[None]:
+        """Record a `SuiteError` raised in the block and go on with the next check."""
+        try:
+            yield
+        except SuiteError as exc:
+            self.messages.extend(str(exc).splitlines())
+
+    #: Problems shown at most: a generated suite with thousands of bad entries still gets a
+    #: message a terminal can show.
+    SHOWN = 50
+
+    def raise_any(self) -> None:
+        """One line per problem, each naming the file and the key."""
+        if len(self.messages) > self.SHOWN:
+            more = len(self.messages) - self.SHOWN
+            raise SuiteError("\n".join([*self.messages[:self.SHOWN], f"{self.path}: ... and {more:,} more problems"]))
+        if self.messages:
+            raise SuiteError("\n".join(self.messages))
+
+
 def _path_params(registry: Registry, name: str) -> set[str]:
     """Parameters that hold file or folder paths: by name, or marked ``metadata={"path": ...}``."""
     try:
@@ -180,19 +210,21 @@ def _plugins(raw: Any, registry: Registry, path: str, key: str, base: Path) -> t
         raw = [raw]
     if not isinstance(raw, list) or not raw:
         raise _fail(path, key, f"must be a non-empty list; allowed: {', '.join(registry.names())}")
-    instances, ids = [], []
+    instances, ids, problems = [], [], _Problems(path)
     for i, spec in enumerate(raw):
         where = f"{key}[{i}]"
-        try:
-            name, params = _spec_params(spec)
-            instance = registry.create({"name": name, **_resolve_paths(params, base, _path_params(registry, name))})
-            plugin_id = instance.id
-        except (SpecError, ValueError) as exc:  # ValueError: a plug-in's own check of its values
-            raise _fail(path, where, str(exc)) from None
-        if plugin_id in ids:
-            raise _fail(path, where, f"{plugin_id} is listed twice")
-        instances.append(instance)
-        ids.append(plugin_id)
+        with problems.collect():
+            try:
+                name, params = _spec_params(spec)
+                instance = registry.create({"name": name, **_resolve_paths(params, base, _path_params(registry, name))})
+                plugin_id = instance.id
+            except (SpecError, ValueError) as exc:  # ValueError: a plug-in's own check of its values
+                raise _fail(path, where, str(exc)) from None
+            if plugin_id in ids:
+                raise _fail(path, where, f"{plugin_id} is listed twice")
+            instances.append(instance)
+            ids.append(plugin_id)
+    problems.raise_any()
     return instances, ids
 
 
@@ -242,59 +274,106 @@ def _check_scales(models: list[Any], ids: list[str], raw: Any, path: str) -> tup
     return tuple(scales)
 
 
-def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None) -> Suite:
-    """Validate a suite mapping (as read from YAML) into a `Suite`."""
+def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None, *, check_scales: bool = True) -> Suite:
+    """Validate a suite mapping (as read from YAML) into a `Suite`.
+
+    Every problem is reported at once (one line each, `SuiteError`). ``check_scales``
+    False skips asking each model its scale, which may need its weights file: for
+    ``idard-bench weights``, whose job is to say which files are missing.
+    """
     base = (base or Path.cwd()).resolve()
     if not isinstance(data, Mapping):
         raise SuiteError(f"{path}: a suite must be a mapping of keys to values, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(_KEYS))
-    if unknown:
-        raise _fail(path, unknown[0], f"unknown key; allowed keys: {', '.join(_KEYS)}")
-    reference = _reference(data, path)
+    problems = _Problems(path)
+    for key in sorted(set(data) - set(_KEYS), key=str):
+        problems.messages.append(str(_fail(path, key, f"unknown key; allowed keys: {', '.join(_KEYS)}")))
+    reference: tuple[str, ...] = ()
+    with problems.collect():
+        reference = _reference(data, path)
     for key in _REQUIRED:
         if key not in data and not (reference and key == "models"):
-            raise _fail(path, key, f"is required ({_KEYS[key]})")
+            problems.messages.append(str(_fail(path, key, f"is required ({_KEYS[key]})")))
 
-    images = data["images"] if isinstance(data["images"], list) else [data["images"]]
-    if not images or not all(isinstance(s, str) and s.strip() for s in images):
-        raise _fail(path, "images", f"must be a list of image sources: {_KEYS['images']}")
+    images: list[Any] = []
+    with problems.collect():
+        images = data["images"] if isinstance(data.get("images"), list) else [data.get("images")]
+        if "images" in data and (not images or not all(isinstance(s, str) and s.strip() for s in images)):
+            raise _fail(path, "images", f"must be a list of image sources: {_KEYS['images']}")
     hr_policy = data.get("hr_policy", "center-crop")
     if hr_policy not in HR_POLICIES:
-        raise _fail(path, "hr_policy", f"{quote(hr_policy)} is not supported; allowed: {', '.join(HR_POLICIES)}")
-    scalers, downscalers = _plugins(data["downscalers"], DOWNSCALERS, path, "downscalers", base)
+        problems.messages.append(str(_fail(path, "hr_policy", f"{quote(hr_policy)} is not supported; "
+                                                                f"allowed: {', '.join(HR_POLICIES)}")))
+    scalers: list[Any] = []
+    downscalers: list[str] = []
+    models: list[Any] = []
+    model_ids: list[str] = []
+    scales: Any = ()
+    before_plugins = len(problems.messages)
+    if "downscalers" in data:
+        with problems.collect():
+            scalers, downscalers = _plugins(data["downscalers"], DOWNSCALERS, path, "downscalers", base)
     if reference:
         from idard.bench.fullref import reference_models
 
-        scales = _int_list(data.get("scales"), path, "scales", 2) if "scales" in data else None
-        if not scales:
-            raise _fail(path, "scales", "is required in a suite with reference: (the LR size to compare at)")
-        models, model_ids = [], reference_models(scales)  # pseudo-models: their spec is their id
-    else:
-        models, model_ids = _plugins(data["models"], MODELS, path, "models", base)
-        scales = _check_scales(models, model_ids, data.get("scales"), path)
-    scorers, metrics = _plugins(data.get("metrics", ["lpips-alex"]), DISTORTIONS, path, "metrics", base)
-    plugins = [*zip(downscalers, scalers), *zip(model_ids, models), *zip(metrics, scorers)]
-    specs = tuple((plugin_id, plugin.spec) for plugin_id, plugin in plugins)
+        with problems.collect():
+            scales = _int_list(data.get("scales"), path, "scales", 2) if "scales" in data else None
+            if not scales:
+                raise _fail(path, "scales", "is required in a suite with reference: (the LR size to compare at)")
+            model_ids = reference_models(scales)  # pseudo-models: their spec is their id
+    elif "models" in data:
+        with problems.collect():
+            models, model_ids = _plugins(data["models"], MODELS, path, "models", base)
+        if check_scales and models:
+            with problems.collect():
+                scales = _check_scales(models, model_ids, data.get("scales"), path)
+        elif "scales" in data:
+            with problems.collect():
+                scales = _int_list(data["scales"], path, "scales", 2)
+    plugins_ok = len(problems.messages) == before_plugins
+    scorers: list[Any] = []
+    metrics: list[str] = []
+    with problems.collect():
+        scorers, metrics = _plugins(data.get("metrics", ["lpips-alex"]), DISTORTIONS, path, "metrics", base)
     name = data.get("name", Path(path).stem)
     if not isinstance(name, str) or not name.strip():
-        raise _fail(path, "name", f"must be a non-empty string, got {quote(name)}")
+        problems.messages.append(str(_fail(path, "name", f"must be a non-empty string, got {quote(name)}")))
+    description = ""
+    with problems.collect():
+        description = _description(data.get("description"), path)
+    seeds: tuple[int, ...] = ()
+    with problems.collect():
+        seeds = _seeds(data, path) if not reference else _reference_seeds(data, path)
+    max_batch = 64
+    with problems.collect():
+        max_batch = _positive_int(data.get("max_batch", 64), path, "max_batch")
+    checks: tuple[dict[str, Any], ...] = ()
+    if plugins_ok:  # checks name the suite's plug-ins: against a broken list they would only echo it
+        with problems.collect():
+            checks = _checks(data.get("checks"), path, downscalers, model_ids, base)
+    requires: tuple[str, ...] = ()
+    with problems.collect():
+        requires = _requires(data.get("requires"), path)
+    problems.raise_any()
+
+    plugins = [*zip(downscalers, scalers), *zip(model_ids, models), *zip(metrics, scorers)]
+    specs = tuple((plugin_id, plugin.spec) for plugin_id, plugin in plugins)
     return Suite(
         name=name,
-        description=_description(data.get("description"), path),
+        description=description,
         images=tuple(s.strip() for s in images),
         hr_policy=hr_policy,
-        scales=tuple(scales),
+        scales=tuple(scales or ()),
         downscalers=tuple(downscalers),
         models=tuple(model_ids),
         metrics=tuple(metrics),
-        seeds=_seeds(data, path) if not reference else _reference_seeds(data, path),
-        max_batch=_positive_int(data.get("max_batch", 64), path, "max_batch"),
+        seeds=seeds,
+        max_batch=max_batch,
         base_dir=str(base),
         path=path,
         specs=specs,
-        checks=_checks(data.get("checks"), path, downscalers, model_ids, base),
+        checks=checks,
         reference=reference,
-        requires=_requires(data.get("requires"), path),
+        requires=requires,
     )
 
 
@@ -391,7 +470,8 @@ def suite_name(path: str | Path) -> str:
     return name.strip() if isinstance(name, str) and name.strip() else Path(path).stem
 
 
-def load_suite(path: str | Path, loader: Callable[[str], Any] = safe_load_suite) -> Suite:
-    """Read and validate a suite file; every problem raises `SuiteError` naming the file."""
+def load_suite(path: str | Path, loader: Callable[[str], Any] = safe_load_suite, *, check_scales: bool = True) -> Suite:
+    """Read and validate a suite file; its problems raise one `SuiteError` naming the file,
+    one line each (``check_scales``: see `parse_suite`)."""
     path = Path(path)
-    return parse_suite(read_suite_file(path, loader), str(path), path.resolve().parent)
+    return parse_suite(read_suite_file(path, loader), str(path), path.resolve().parent, check_scales=check_scales)

@@ -19,14 +19,34 @@ version works on one numpy image at a time. The tests check SSIM against scikit-
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import warnings
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import torch
-import torch.nn.functional as F
-
+from idard.measure.lazy import lazy_import
 from idard.measure.registry import Plugin, Registry
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:  # imported on first use: naming and listing the metrics needs no torch
+    torch = lazy_import("torch")
+    F = lazy_import("torch.nn.functional")
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _no_grad(method: _Method) -> _Method:
+    """``@torch.no_grad()`` without touching torch when the class is defined."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad():
+            return method(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 __all__ = [
     "DISTORTIONS",
@@ -162,7 +182,7 @@ class _LPIPS(Distortion):
         x = x.to(torch.float32) * 2 - 1  # LPIPS expects [-1, 1]
         return [lpips.normalize_tensor(f) for f in model.net(model.scaling_layer(x))]
 
-    @torch.no_grad()
+    @_no_grad
     def __call__(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         ref, dist = self._check(ref, dist)
         model = self._network()
@@ -233,7 +253,7 @@ class PSNR(Distortion):
 
     higher_is_better: ClassVar[bool] = True
 
-    @torch.no_grad()
+    @_no_grad
     def __call__(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         ref, dist = self._check(ref, dist)
         dtype = self._exact_dtype
@@ -296,7 +316,7 @@ class SSIM(Distortion):
 
     higher_is_better: ClassVar[bool] = True
 
-    @torch.no_grad()
+    @_no_grad
     def __call__(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         ref, dist = self._check(ref, dist)
         if min(ref.shape[2:]) < _WINDOW:
@@ -316,7 +336,7 @@ class MSSSIM(Distortion):
 
     higher_is_better: ClassVar[bool] = True
 
-    @torch.no_grad()
+    @_no_grad
     def __call__(self, ref: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
         ref, dist = self._check(ref, dist)
         need = ms_ssim_min_size()

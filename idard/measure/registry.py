@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import math
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -220,6 +222,28 @@ def _default(field: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
+@functools.lru_cache(maxsize=None)
+def parameter_types(cls: type) -> dict[str, Any]:
+    """The annotation of each parameter (``init`` field) of a plug-in dataclass, evaluated.
+
+    Unlike ``typing.get_type_hints(cls)`` it leaves the other annotations alone: run-time
+    state such as ``_device: torch.device`` would import torch just to list or validate a
+    plug-in (plug-in modules import torch lazily, `idard.measure.lazy`).
+    """
+    wanted = {f.name for f in dataclasses.fields(cls) if f.init}
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's annotation wins
+        module = sys.modules.get(klass.__module__)
+        namespace = dict(vars(module)) if module is not None else {}
+        for name, annotation in vars(klass).get("__annotations__", {}).items():
+            if name not in wanted:
+                continue
+            if isinstance(annotation, str):
+                annotation = eval(annotation, namespace, dict(vars(klass)))  # noqa: S307 - idard's own source
+            out[name] = annotation
+    return out
+
+
 def _ordered_fields(cls_or_instance: Any) -> list[dataclasses.Field]:
     # Parameters a base class shares (``order=``) come after the plug-in's own ones.
     fields = [f for f in dataclasses.fields(cls_or_instance) if f.init]
@@ -265,7 +289,7 @@ class Entry(Generic[T]):
 
     def parameters(self) -> list[tuple[str, str, Any]]:
         """(name, type, default) for each typed parameter, for ``idard-bench list``."""
-        hints = typing.get_type_hints(self.cls)
+        hints = parameter_types(self.cls)
         out = []
         for f in dataclasses.fields(self.cls):
             if not f.init:
@@ -328,7 +352,7 @@ class Registry(Generic[T]):
         without building the plug-in (no file is read): how two spellings are compared."""
         name, params = parse_spec(spec)
         entry = self.entry(name)
-        hints = typing.get_type_hints(entry.cls)
+        hints = parameter_types(entry.cls)
         fields = {f.name: f for f in _ordered_fields(entry.cls)}
         unknown = sorted(set(params) - set(fields))
         if unknown:
@@ -371,10 +395,22 @@ class Registry(Generic[T]):
             ignore = derived - given
             if other_name == name and all(other[k] == v for k, v in wanted.items() if k not in ignore):
                 found.append(candidate)
-        if len(found) != 1:
-            raise unknown() if not found else SpecError(
-                f"{self.kind} {spec!r} is ambiguous: it matches {', '.join(found)}")
+        if not found:
+            family = sorted(k for k in known if _SPEC.match(k) and _SPEC.match(k).group("name") == name)
+            if family:  # ``blur`` is blur(sigma=1.0): say so, and which blur the records hold
+                shown = set(given).union(*(parse_spec(k)[1] for k in family))
+                meant = self._spelled(name, {k: v for k, v in wanted.items() if k in shown})
+                raise SpecError(f"{self.kind} {spec!r} means {meant}, which is not among the known ids; "
+                                f"the known {name} ids: {', '.join(family)}")
+            raise unknown()
+        if len(found) > 1:
+            raise SpecError(f"{self.kind} {spec!r} is ambiguous: it matches {', '.join(found)}")
         return found[0]
+
+    def _spelled(self, name: str, params: dict[str, Any]) -> str:
+        """``name(k=v, ...)`` with the given parameters, defaults filled in."""
+        parts = [f"{k}={_format_value(v)}" for k, v in params.items()]
+        return f"{name}({','.join(parts)})" if parts else name
 
     def labels(self, ids: Sequence[str]) -> dict[str, str]:
         """A table label for each id that never hides what tells two rows apart.
@@ -420,7 +456,7 @@ class Registry(Generic[T]):
         params.update(overrides)
         entry = self.entry(name)
         fields = {f.name: f for f in dataclasses.fields(entry.cls) if f.init}
-        hints = typing.get_type_hints(entry.cls)
+        hints = parameter_types(entry.cls)
         unknown = sorted(set(params) - set(fields))
         if unknown:
             raise SpecError(

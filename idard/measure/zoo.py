@@ -66,16 +66,20 @@ class ZooEntry:
     sha256: str | None = None
     max_size: int | None = None
     note: str = ""
+    #: False when its host is known not to serve the file (SRFlow's answers 404): the
+    #: URL is kept (it is the authors' and may come back) but ``list`` says ``missing``.
+    host_answers: bool = True
 
     @property
     def cached(self) -> Path:
         return cache_dir() / self.file
 
     def availability(self) -> Availability:
-        """``present`` in the cache, ``fetchable`` (a URL is known) or ``missing``."""
+        """``present`` in the cache, ``fetchable`` (a URL is known and its host serves
+        it, as far as idard knows; nothing is asked over the network) or ``missing``."""
         if self.cached.is_file():
             return "present"
-        return "fetchable" if self.urls else "missing"
+        return "fetchable" if self.urls and self.host_answers else "missing"
 
     @property
     def download_size(self) -> int | None:
@@ -96,7 +100,8 @@ def _srflow(name: str, note: str = "") -> ZooEntry:
     return ZooEntry(name=name, file=f"{name}.pth", family="srflow", urls=(SRFLOW_ARCHIVE,),
                     member=f"pretrained_models/{name}.pth", licence=SRFLOW_LICENCE, source=SRFLOW_SOURCE,
                     max_size=8 * GiB,  # the archive of every SRFlow checkpoint; its size was never published
-                    note=note or "host answers 404 since 2024 (andreas128/SRFlow#64): place the file by hand")
+                    note=note or "host answers 404 since 2024 (andreas128/SRFlow#64): place the file by hand",
+                    host_answers=False)
 
 
 ENTRIES: tuple[ZooEntry, ...] = (

@@ -24,6 +24,7 @@ from idard.bench.suite import load_suite
 from idard.bench.worker import Worker
 from idard.measure.records import RECORD_SCHEMA
 from idard.measure.statistics import ida_rd_table
+from idard import __version__
 from idard.provenance import code_version
 from tests.bench.conftest import write_crops
 
@@ -173,7 +174,7 @@ def test_code_version_comes_from_git_with_a_dirty_flag(tmp_path: Path) -> None:
     git("commit", "-q", "-m", "two")
     assert code_version(tmp_path) not in (first, first + "-dirty") and "dirty" not in code_version(tmp_path)
     (tmp_path / "nested").mkdir()
-    assert code_version(tmp_path / "nested") == "0.1.0"  # a folder inside a checkout is not that checkout
+    assert code_version(tmp_path / "nested") == __version__  # a folder inside a checkout is not that checkout
 
 
 def test_a_rerun_after_a_commit_computes_nothing_and_records_the_new_version(project: Path, monkeypatch) -> None:

@@ -29,6 +29,7 @@ SMOKE: dict[str, list[str] | None] = {
     "camera_sim.py": None,  # tests/bench/test_fullref.py
     "chaos_kill.py": None,  # tests/benchmark/test_chaos_kill.py
     "ci_agreement.py": ["--smoke"],
+    "cli_startup.py": ["--smoke"],
     "diffusion_batch.py": None,  # tests/benchmark/test_diffusion_scripts.py
     "diffusion_stochasticity.py": None,  # tests/benchmark/test_diffusion_scripts.py
     "gpu_timings.py": ["--smoke"],

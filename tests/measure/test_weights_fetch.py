@@ -339,6 +339,7 @@ def test_the_zoo_lists_every_published_file_with_its_source(tmp_path: Path, monk
     assert all(e.size_cap for e in ZOO.values())  # no download without a bound
     assert ZOO["pulse-gaussian-fit"].size_cap == 4566 and ZOO["SRFlow_DF2K_4X"].download_size is None
     monkeypatch.setenv(ENV_WEIGHTS_DIR, str(tmp_path))
-    assert ZOO["SRFlow_DF2K_4X"].availability() == "fetchable"
+    assert ZOO["SRFlow_DF2K_4X"].availability() == "missing"  # a URL whose host answers 404 is not "fetchable"
+    assert ZOO["pulse-gaussian-fit"].availability() == "fetchable"
     (tmp_path / "SRFlow_DF2K_4X.pth").write_bytes(b"x")
     assert ZOO["SRFlow_DF2K_4X"].availability() == "present"

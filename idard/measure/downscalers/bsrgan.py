@@ -11,7 +11,10 @@ from PIL import Image
 
 from idard.measure.downscalers.base import DOWNSCALERS, Downscaler, image_seed, lr_size, resize
 from idard.measure.images import RGBImage, to_uint8
+from idard.measure.lazy import lazy_import
 from idard.measure.registry import SpecError
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: listing plug-ins needs no SciPy
 
 
 @DOWNSCALERS.register("bsrgan")

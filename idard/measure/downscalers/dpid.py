@@ -40,7 +40,10 @@ import numpy as np
 
 from idard.measure.downscalers.base import DOWNSCALERS, Downscaler
 from idard.measure.images import RGBImage
+from idard.measure.lazy import lazy_import
 from idard.measure.registry import SpecError
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: listing plug-ins needs no SciPy
 
 _GUIDANCE_KERNEL = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0])
 

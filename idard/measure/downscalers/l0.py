@@ -48,7 +48,10 @@ import numpy as np
 
 from idard.measure.downscalers.base import DOWNSCALERS, Downscaler
 from idard.measure.images import RGBImage
+from idard.measure.lazy import lazy_import
 from idard.measure.registry import SpecError
+
+fft = lazy_import("scipy.fft")  # imported on first use: listing plug-ins needs no SciPy
 
 BETA_MAX = 1e5
 #: Gradients below this (a quarter of an 8-bit grey level) count as zero in the objective.

@@ -13,7 +13,10 @@ import numpy as np
 
 from idard.measure.downscalers.base import DOWNSCALERS, Downscaler, Filter, image_seed, lr_size, resize
 from idard.measure.images import RGBImage
+from idard.measure.lazy import lazy_import
 from idard.measure.registry import SpecError
+
+ndimage = lazy_import("scipy.ndimage")  # imported on first use: listing plug-ins needs no SciPy
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,11 +14,15 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
-import torch
-
+from idard.measure.lazy import lazy_import
 from idard.measure.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+else:  # imported on first use: naming, listing and validating models needs no torch
+    torch = lazy_import("torch")
 
 
 class Samples(NamedTuple):
@@ -97,7 +101,7 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def seeded_normal(
-    shape: Sequence[int], seed: int, device: torch.device | str, dtype: torch.dtype = torch.float32
+    shape: Sequence[int], seed: int, device: torch.device | str, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
     """Standard normal noise that depends only on ``seed`` and ``shape``, on any device.
 
@@ -105,4 +109,4 @@ def seeded_normal(
     CPU worker, then moved to the device.
     """
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    return torch.randn(tuple(shape), generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+    return torch.randn(tuple(shape), generator=gen, dtype=torch.float32).to(device=device, dtype=dtype or torch.float32)

@@ -26,14 +26,21 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
+from idard.measure.lazy import lazy_import
 from idard.measure.models.base import MODELS, Samples, SRModel
 from idard.measure.registry import Plugin, SpecError
-from idard.measure.sr_8bit import to_8bit_grid
+
+if TYPE_CHECKING:
+    import torch
+
+    from idard.measure import sr_8bit
+else:  # imported on first use: naming, listing and validating the plug-in needs no torch
+    torch = lazy_import("torch")
+    sr_8bit = lazy_import("idard.measure.sr_8bit")
 
 
 def stage_seed(seed: int, stage: int) -> int:
@@ -99,7 +106,7 @@ class Chain(Plugin):
         current, converged = _split(self.stages[0].sample(lr, [stage_seed(s, 0) for s in seeds]))
         for i, stage in enumerate(self.stages[1:], start=1):
             finite = torch.isfinite(current).flatten(2).all(dim=2)  # (B, K)
-            inputs = current if self.between == "float" else to_8bit_grid(current, self.between)
+            inputs = current if self.between == "float" else sr_8bit.to_8bit_grid(current, self.between)
             parts = []
             for j, seed in enumerate(seeds):
                 out, flags = _split(stage.sample(inputs[:, j], [stage_seed(seed, i)]))

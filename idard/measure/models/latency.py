@@ -14,11 +14,16 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-
+from idard.measure.lazy import lazy_import
 from idard.measure.models.base import MODELS
 from idard.measure.registry import Plugin, SpecError
+
+if TYPE_CHECKING:
+    import torch
+else:  # imported on first use: naming, listing and validating the plug-in needs no torch
+    torch = lazy_import("torch")
 
 
 @MODELS.register("latency")

@@ -190,7 +190,7 @@ def test_weights_are_read_once_and_shared_but_not_pickled(
         reads.append(str(path))
         return original(path)
 
-    monkeypatch.setattr("idard.measure.models.srflow.model.read_state_dict", counting)
+    monkeypatch.setattr(checkpoint_module, "read_state_dict", counting)  # the model reads through its module
     copy = tiny_weights.with_name("copy.safetensors")
     copy.write_bytes(tiny_weights.read_bytes())
     a = SRFlow(weights=str(copy), heat=1.0)

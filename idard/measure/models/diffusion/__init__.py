@@ -11,10 +11,24 @@
 * ``model``: the registered plug-ins ``resshift`` and ``resshift-tiny-4x``.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# The plug-ins register on import; they load torch only when they compute.
 from idard.measure.models.diffusion.model import ResShift, ResShiftTiny4x
 from idard.measure.models.diffusion.pipelines import LDMSuperResolution, StableDiffusionUpscale
-from idard.measure.models.diffusion.sampler import PixelSpace, draw_noise, sample_residual_shift
-from idard.measure.models.diffusion.schedule import RESSHIFT_V1, RESSHIFT_V3, ResShiftSchedule
 
-__all__ = ["RESSHIFT_V1", "RESSHIFT_V3", "LDMSuperResolution", "PixelSpace", "StableDiffusionUpscale", "ResShift", "ResShiftSchedule", "ResShiftTiny4x",
-           "draw_noise", "sample_residual_shift"]
+#: Names imported from their module on first use (PEP 562): these modules import torch.
+_LAZY = {"PixelSpace": "sampler", "draw_noise": "sampler", "sample_residual_shift": "sampler",
+         "RESSHIFT_V1": "schedule", "RESSHIFT_V3": "schedule", "ResShiftSchedule": "schedule"}
+
+__all__ = ["RESSHIFT_V1", "RESSHIFT_V3", "LDMSuperResolution", "PixelSpace", "StableDiffusionUpscale", "ResShift",
+           "ResShiftSchedule", "ResShiftTiny4x", "draw_noise", "sample_residual_shift"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

@@ -33,34 +33,42 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from idard.measure.lazy import lazy_import
 from idard.measure.models.base import MODELS, ModelRuntime, sha256_file
-from idard.measure.models.diffusion.checkpoint import DiffusionWeightsError, load_tiny
-from idard.measure.models.diffusion.sampler import PixelSpace, Space, sample_residual_shift
-from idard.measure.models.diffusion.schedule import ResShiftSchedule
 from idard.measure.registry import Plugin, SpecError
 from idard.measure.weights import WeightsNotFound, resolve_weights
+
+if TYPE_CHECKING:
+    import torch
+
+    from idard.measure.models.diffusion import checkpoint, sampler, schedules
+else:  # imported on first use: naming, listing and validating the plug-in needs no torch
+    torch = lazy_import("torch")
+    checkpoint = lazy_import("idard.measure.models.diffusion.checkpoint")
+    sampler = lazy_import("idard.measure.models.diffusion.sampler")
+    schedules = lazy_import("idard.measure.models.diffusion.schedule")
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[3] / "weights"
 TINY_4X_WEIGHTS = WEIGHTS_DIR / "resshift-tiny-4x.safetensors"
 _STEPS_IN_NAME = re.compile(r"_s(\d+)(?:_|\.)")
-#: ``precision`` values: the autocast type of the networks (None: plain float32).
-PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: ``precision`` values: the name of the networks' autocast dtype in torch (None: plain
+#: float32). Names, not dtypes, so that naming the plug-in imports no torch.
+PRECISIONS: dict[str, str | None] = {"float32": None, "float16": "float16", "bfloat16": "bfloat16"}
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The networks' precision as a context: nothing for float32, else ``torch.autocast``."""
     dtype = PRECISIONS[precision]
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=getattr(torch, dtype))
 
 
 @dataclasses.dataclass
 class _Loaded:
     denoiser: torch.nn.Module
-    schedule: ResShiftSchedule
-    space: Space
+    schedule: schedules.ResShiftSchedule
+    space: sampler.Space
     multiple: int
     scale: int
 
@@ -82,7 +90,7 @@ class _DiffusionModel(Plugin):
         try:
             return resolve_weights(ref)
         except WeightsNotFound as exc:
-            raise DiffusionWeightsError(ref, str(exc).removeprefix(f"{ref}: ")) from None
+            raise checkpoint.DiffusionWeightsError(ref, str(exc).removeprefix(f"{ref}: ")) from None
 
     @property
     def weights_hash(self) -> str:
@@ -118,8 +126,8 @@ class _DiffusionModel(Plugin):
             raise ValueError(f"{self.id} has no temperature; its noise levels are set by its schedule")
         m = self.loaded(lr.device)
         with autocast(lr.device, self.precision):
-            return sample_residual_shift(m.denoiser, m.schedule, lr.to(torch.float32), seeds, m.scale,
-                                         space=m.space, max_batch=self.max_batch, multiple=m.multiple)
+            return sampler.sample_residual_shift(m.denoiser, m.schedule, lr.to(torch.float32), seeds, m.scale,
+                                                 space=m.space, max_batch=self.max_batch, multiple=m.multiple)
 
 
 @MODELS.register("resshift-tiny-4x")
@@ -139,8 +147,8 @@ class ResShiftTiny4x(_DiffusionModel):
         return [self._resolve(self.weights)]
 
     def _load(self, device: torch.device) -> _Loaded:
-        net, schedule = load_tiny(self.weight_files()[0])
-        return _Loaded(net.to(device), schedule, PixelSpace(), net.multiple, net.config.scale)
+        net, schedule = checkpoint.load_tiny(self.weight_files()[0])
+        return _Loaded(net.to(device), schedule, sampler.PixelSpace(), net.multiple, net.config.scale)
 
 
 @MODELS.register("resshift")
@@ -190,8 +198,8 @@ class ResShift(_DiffusionModel):
         return 4
 
     @property
-    def schedule(self) -> ResShiftSchedule:
-        return ResShiftSchedule(steps=self.steps, kappa=self.kappa, min_noise_level=self.min_noise_level,
+    def schedule(self) -> schedules.ResShiftSchedule:
+        return schedules.ResShiftSchedule(steps=self.steps, kappa=self.kappa, min_noise_level=self.min_noise_level,
                                 etas_end=self.etas_end, power=self.power, normalize="latent")
 
     def weight_files(self) -> list[Path]:

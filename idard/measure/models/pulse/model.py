@@ -17,18 +17,25 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import torch
-
+from idard.measure.lazy import lazy_import
 from idard.measure.models.base import MODELS, ModelRuntime, Samples, sha256_file
-from idard.measure.models.pulse.generators import (
-    DCGANFaces,
-    LatentGenerator,
-    dcgan_faces_weights,
-)
-from idard.measure.models.pulse.optimize import PulseSettings, StopRule, invert
 from idard.measure.registry import Plugin, SpecError
 from idard.measure.weights import resolve_weights
+
+if TYPE_CHECKING:
+    import torch
+
+    from idard.measure.models.pulse import generators, optimize
+else:  # imported on first use: naming, listing and validating the plug-in needs no torch
+    torch = lazy_import("torch")
+    generators = lazy_import("idard.measure.models.pulse.generators")
+    optimize = lazy_import("idard.measure.models.pulse.optimize")
+
+#: PULSE's stopping rule (see `idard.measure.models.pulse.optimize`): a parameter, so it
+#: lives with the plug-in's parameters.
+StopRule = Literal["reference", "first-hit"]
 
 GENERATORS = ("dcgan-faces", "stylegan-ffhq")
 
@@ -84,15 +91,15 @@ class Pulse(Plugin):
             raise SpecError(str(exc)) from None
 
     @property
-    def settings(self) -> PulseSettings:
-        return PulseSettings(steps=self.steps, lr=self.lr, eps=self.eps, l2_weight=self.l2_weight,
+    def settings(self) -> optimize.PulseSettings:
+        return optimize.PulseSettings(steps=self.steps, lr=self.lr, eps=self.eps, l2_weight=self.l2_weight,
                              geocross_weight=self.geocross_weight, trainable_noise=self.trainable_noise,
                              stop=self.stop)
 
     def weight_files(self) -> list[Path]:
         """The files this model reads (resolved), in a fixed order."""
         if self.generator == "dcgan-faces":
-            return [resolve_weights(self.weights) if self.weights else dcgan_faces_weights()]
+            return [resolve_weights(self.weights) if self.weights else generators.dcgan_faces_weights()]
         return [resolve_weights(ref) for ref in (self.mapping, self.synthesis, self.gaussian_fit) if ref]
 
     @property
@@ -105,10 +112,10 @@ class Pulse(Plugin):
                     ",".join(hashes).encode()).hexdigest()
             return self._runtime.sha256
 
-    def _load(self) -> LatentGenerator:
+    def _load(self) -> generators.LatentGenerator:
         files = self.weight_files()
         if self.generator == "dcgan-faces":
-            return DCGANFaces(files[0])
+            return generators.DCGANFaces(files[0])
         from idard.measure.models.pulse.stylegan_inversion import StyleGANInversion
 
         return StyleGANInversion.from_files(*files)
@@ -135,7 +142,7 @@ class Pulse(Plugin):
         rows = lr.repeat_interleave(k, dim=0)
         row_seeds = [int(s) for _ in range(b) for s in seeds]
         step = self.batch or len(row_seeds)
-        parts = [invert(generator, rows[i : i + step], row_seeds[i : i + step], self.settings)
+        parts = [optimize.invert(generator, rows[i : i + step], row_seeds[i : i + step], self.settings)
                  for i in range(0, len(row_seeds), step)]
         images = torch.cat([p.images for p in parts]).view(b, k, 3, generator.resolution, generator.resolution)
         if self.eps == 0:  # no goal to reach: every sample runs all steps, none "unconverged"

@@ -36,17 +36,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 
 from idard.measure.models.pulse.downsample import bicubic_downsample
 from idard.measure.models.pulse.generators import LatentGenerator
-
+from idard.measure.models.pulse.model import StopRule  # a parameter's type: it lives with the plug-in
 
 #: ``reference``: all steps, last image, converged = min L2 <= eps (PULSE.py 134-179);
 #: ``first-hit``: stop at the first step with L2 <= eps and return that image.
-StopRule = Literal["reference", "first-hit"]
 STOP_RULES: tuple[str, ...] = ("reference", "first-hit")
 
 

@@ -24,21 +24,23 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from idard.measure.lazy import lazy_import
 from idard.measure.models.base import MODELS, ModelRuntime, sha256_file
-from idard.measure.models.srflow.checkpoint import (
-    SRFlowWeightsError,
-    build_network,
-    detect_config,
-    read_state_dict,
-)
-from idard.measure.models.srflow.configs import get_config, reference_heat
-from idard.measure.models.srflow.network import SRFlowConfig, SRFlowNet
-from idard.measure.models.srflow.sampling import sample_sr
+from idard.measure.models.srflow.configs import SRFlowConfig, get_config, reference_heat
 from idard.measure.registry import Plugin, SpecError
 from idard.measure.weights import WeightsNotFound, resolve_weights
+
+if TYPE_CHECKING:
+    import torch
+
+    from idard.measure.models.srflow import checkpoint, sampling
+    from idard.measure.models.srflow.network import SRFlowNet
+else:  # the networks and torch load when a model computes, not when it is named or listed
+    torch = lazy_import("torch")
+    checkpoint = lazy_import("idard.measure.models.srflow.checkpoint")
+    sampling = lazy_import("idard.measure.models.srflow.sampling")
 
 _FileKey = tuple[str, int, int, str]  # realpath, size, mtime_ns, requested config
 
@@ -58,11 +60,11 @@ class _Checkpoint:
 
     def _build(self, key: str, device: torch.device) -> SRFlowNet:
         if self._cpu_state is not None:
-            net = build_network(self._cpu_state, self.config, device)
+            net = checkpoint.build_network(self._cpu_state, self.config, device)
             self._cpu_state = None  # the network now owns (a copy of) the tensors
         else:
             source = next(iter(self.networks.values()))
-            net = build_network(source.state_dict(), self.config, device)
+            net = checkpoint.build_network(source.state_dict(), self.config, device)
         self.networks[key] = net
         return net
 
@@ -76,7 +78,7 @@ def _file_key(path: str, config: str) -> _FileKey:
     try:
         st = os.stat(path)
     except OSError:
-        raise SRFlowWeightsError(path, "no such file") from None
+        raise checkpoint.SRFlowWeightsError(path, "no such file") from None
     return (os.path.realpath(path), st.st_size, st.st_mtime_ns, config)
 
 
@@ -86,8 +88,8 @@ def _checkpoint(path: str, config: str) -> _Checkpoint:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-        sd, embedded = read_state_dict(path)
-        ckpt = _Checkpoint(detect_config(path, sd, config, embedded), sd)
+        sd, embedded = checkpoint.read_state_dict(path)
+        ckpt = _Checkpoint(checkpoint.detect_config(path, sd, config, embedded), sd)
         _CACHE[key] = ckpt
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
@@ -134,6 +136,12 @@ class SRFlow(Plugin):
     # -- SRModel ------------------------------------------------------------------------
     @property
     def scale(self) -> int:
+        """The architecture's: named by ``config`` (then the file is only looked for, and
+        its keys are checked when it is loaded), else read from the weights. So a suite of
+        ``srflow-tiny-4x`` is validated (``status``) without loading torch."""
+        if self.config != "auto":
+            self.weight_files()  # a missing file is still refused where the suite is validated
+            return get_config(self.config).scale
         return self._checkpoint().config.scale
 
     @property
@@ -149,7 +157,7 @@ class SRFlow(Plugin):
         try:
             return [resolve_weights(self.weights)]
         except WeightsNotFound as exc:  # this model's own error type, as for unreadable files
-            raise SRFlowWeightsError(self.weights, str(exc).removeprefix(f"{self.weights}: ")) from None
+            raise checkpoint.SRFlowWeightsError(self.weights, str(exc).removeprefix(f"{self.weights}: ")) from None
 
     def to(self, device: torch.device | str) -> SRFlow:
         self.network(device)
@@ -160,7 +168,7 @@ class SRFlow(Plugin):
     ) -> torch.Tensor:
         net = self.network(lr.device)
         heat = self.default_heat if temperature is None else float(temperature)
-        return sample_sr(net, lr.to(torch.float32), seeds, heat)
+        return sampling.sample_sr(net, lr.to(torch.float32), seeds, heat)
 
     @property
     def default_heat(self) -> float:

@@ -15,12 +15,13 @@ SRFlow checkpoints load with ``strict=True``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+# SRFlowConfig is plain data and lives with the configs (naming a model needs no torch).
+from idard.measure.models.srflow.configs import SRFlowConfig
 from idard.measure.models.srflow.flow_layers import (
     ActNorm,
     ConditionalAffineCoupling,
@@ -31,80 +32,6 @@ from idard.measure.models.srflow.flow_layers import (
     gaussian_log_prob,
 )
 from idard.measure.models.srflow.rrdb import RRDBEncoder
-
-
-@dataclass(frozen=True)
-class SRFlowConfig:
-    """Architecture of an SRFlow network (the reference's YAML names in brackets).
-
-    * ``scale``: upscaling factor, a power of two [scale].
-    * ``levels``: flow levels L; the latent lies on a grid ``2**levels`` times coarser
-      than the HR image [flow.L].
-    * ``steps``: conditional coupling steps K per level [flow.K].
-    * ``mixing_steps``: coupling-free ActNorm + 1x1 conv steps after each squeeze
-      [flow.additionalFlowNoAffine].
-    * ``rrdb_channels``, ``rrdb_blocks``, ``rrdb_growth``: RRDB width nf, depth nb and
-      growth channels gc [nf, nb, gc].
-    * ``stacked_blocks``: trunk blocks whose outputs join the conditioning
-      [flow.stackRRDB.blocks]; conditioning width is ``(len + 1) * rrdb_channels``.
-    * ``coupling_hidden``: hidden width of the coupling networks
-      [flow.CondAffineSeparatedAndCond.hidden_channels].
-    * ``affine_eps``: lower bound added to coupling scales. The reference's 1e-4 lets
-      one reverse coupling amplify by up to 10^4; a larger bound keeps the inverse finite
-      on conditioning unlike the training data (the embedded TINY_4X uses 0.25).
-    * ``prior_log_scale_bound``: if > 0, split priors' log-scales pass through
-      ``b * tanh(logs / b)``, for the same reason; 0 (the reference) leaves them free.
-    * ``unused_f_conv``: hold the reference's never-used ``flowUpsamplerNet.f``
-      convolution; published checkpoints have it, new small models can drop it.
-
-    Splits happen after levels ``1 .. levels - 2`` (the reference's
-    ``correct_splits: false`` behaviour, which its checkpoints were trained with).
-    """
-
-    name: str
-    scale: int
-    levels: int
-    steps: int
-    rrdb_blocks: int
-    stacked_blocks: tuple[int, ...]
-    rrdb_channels: int = 64
-    rrdb_growth: int = 32
-    coupling_hidden: int = 64
-    mixing_steps: int = 2
-    affine_eps: float = 1e-4
-    unused_f_conv: bool = True
-    prior_log_scale_bound: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.scale < 2 or self.scale & (self.scale - 1):
-            raise ValueError(f"SRFlow scale must be a power of two >= 2, got {self.scale}")
-        if self.levels < 1 or 2**self.levels > self.scale * 4:
-            raise ValueError(
-                f"{self.levels} flow levels do not fit scale {self.scale}: the coarsest "
-                "level may be at most 4x coarser than the LR image"
-            )
-        if len(set(self.stacked_blocks)) != len(self.stacked_blocks):
-            raise ValueError(f"stacked blocks {self.stacked_blocks} repeat a block")
-        object.__setattr__(self, "stacked_blocks", tuple(int(b) for b in self.stacked_blocks))
-
-    @property
-    def cond_channels(self) -> int:
-        return (len(self.stacked_blocks) + 1) * self.rrdb_channels
-
-    def level_exponent(self, level: int) -> int:
-        """Flow level ``level`` (1-based) lies on a grid ``2**exponent`` times the LR's."""
-        return int(math.log2(self.scale)) - level
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["stacked_blocks"] = list(self.stacked_blocks)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SRFlowConfig:
-        d = dict(d)
-        d["stacked_blocks"] = tuple(d["stacked_blocks"])
-        return cls(**d)
 
 
 class FlowEncoding(NamedTuple):
