@@ -377,8 +377,9 @@ def paper_validation(results, table: pl.DataFrame) -> Criterion:
                               {"rho": rho, "sign": sign, "ida_rd": _rungs(result, table)}))
         else:
             status = {True: PASS, False: FAIL, None: UNDECIDED}[result.passed]
-            items.append(Item("nearest loses more than bicubic and bilinear", status, result.detail,
-                              {"ida_rd": {d: _ida_rd(table, d) for d in CLASSIC}}))
+            means = {d: _ida_rd(table, d) for d in CLASSIC}
+            detail = ", ".join(f"{d} {'—' if v is None else f'{v:.4f}'}" for d, v in means.items())
+            items.append(Item("nearest loses more than bicubic and bilinear", status, detail, {"ida_rd": means}))
     status = _combine([i.status for i in items])
     bad = [i for i in items if i.status != PASS]
     reason = ("the five ladders have the paper's Spearman signs and nearest ranks above bicubic/bilinear"
@@ -482,9 +483,20 @@ def build_card(suite, records: pl.LazyFrame, probe: Mapping[str, Mapping[str, An
                  "metric": METRIC, "scale": int(table["scale"][0]) if "scale" in table.columns and table.height else None},
         "thresholds": dataclasses.asdict(thresholds),
         "suite": suite.name, "suite_hash": suite.digest(), "code_version": code_version(),
-        "table": [{k: row[k] for k in ("downscaler", "ida_rd", "std_images", "n_nonfinite")}
-                  for row in table.iter_rows(named=True)],
+        "table": _card_table(suite, table),
     }
+
+
+def _card_table(suite, table: pl.DataFrame) -> list[dict[str, Any]]:
+    """IDA-RD rows in the suite's order (classic, then rung by rung), named by their spec:
+    ``blur(sigma=1.0)`` next to ``blur(sigma=2.0)``, though the first one's id is ``blur``."""
+    from idard.measure.ladders import PAPER_LADDERS
+
+    labels = {d: spec for ladder in PAPER_LADDERS for d, spec in zip(ladder.ids(), ladder.specs())}
+    rows = {row["downscaler"]: row for row in table.iter_rows(named=True)}
+    return [{"downscaler": labels.get(d, d), "id": d,
+             **{k: rows[d][k] for k in ("ida_rd", "std_images", "n_nonfinite")}}
+            for d in suite.downscalers if d in rows]
 
 
 def write_card(store: RecordStore, card: Mapping[str, Any]) -> list[str]:
