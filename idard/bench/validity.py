@@ -201,7 +201,19 @@ def _pairwise(metric, samples) -> list[float]:
     return values
 
 
-def probe_image(model, metric, hr, seeds: Sequence[int], device: str, alone: bool) -> dict[str, Any]:
+def _draw(model, lr, seeds: Sequence[int], max_batch: int):
+    """``model.sample`` in calls of at most ``max_batch`` samples, on the CPU as float32
+    (B, K, 3, H, W): a probe never asks the device for more than the run does."""
+    import torch
+
+    per_call = max(1, max_batch // lr.shape[0])
+    chunks = [_samples_tensor(model.sample(lr, list(seeds[start: start + per_call]))).float().cpu()
+              for start in range(0, len(seeds), per_call)]
+    return torch.cat(chunks, dim=1)
+
+
+def probe_image(model, metric, hr, seeds: Sequence[int], device: str, alone: bool,
+                max_batch: int = 64) -> dict[str, Any]:
     """Stochasticity (and, when ``alone``, batch invariance) of one HR image's bicubic LR.
 
     Samples are scored as the records score them: finite ones only, on the 8-bit grid by
@@ -217,8 +229,7 @@ def probe_image(model, metric, hr, seeds: Sequence[int], device: str, alone: boo
     names = [BATCH_PARTNER, PROBE_LR] if alone else [PROBE_LR]
     lrs = [quantize_8bit(DOWNSCALERS.create(n)(hr, scale)) for n in names]
     with torch.inference_mode():
-        batch = _samples_tensor(model.sample(to_tensor(lrs, device), list(seeds))).float().cpu()
-        samples = batch[-1]  # the bicubic LR's K samples
+        samples = _draw(model, to_tensor(lrs, device), seeds, max_batch)[-1]  # the bicubic LR's K samples
         finite = torch.isfinite(samples).flatten(1).all(dim=1)
         good = samples[finite]
         result: dict[str, Any] = {"samples": len(seeds), "finite_samples": int(finite.sum())}
@@ -233,7 +244,7 @@ def probe_image(model, metric, hr, seeds: Sequence[int], device: str, alone: boo
         if alone:
             diffs = []
             for k, seed in enumerate(seeds):
-                single = _samples_tensor(model.sample(to_tensor(lrs[-1:], device), [seed])).float().cpu()[0, 0]
+                single = _draw(model, to_tensor(lrs[-1:], device), [seed], 1)[0, 0]
                 together = samples[k]
                 if torch.isfinite(single).all() and torch.isfinite(together).all():
                     diffs.append(float((single.clamp(0, 1) - together.clamp(0, 1)).abs().max()))
@@ -281,7 +292,7 @@ def run_probe(suite, store: RecordStore, batch_images: int = 1, *, log: Callable
             continue
         try:
             hr = crop_to_multiple(decode_image(data, name=ref.name, source=ref.location), model.scale)
-            result = probe_image(model, metric, hr, seeds, device, alone)
+            result = probe_image(model, metric, hr, seeds, device, alone, suite.max_batch)
         except Exception as exc:  # noqa: BLE001 - an image the probe cannot use is a reason, not a crash
             result = {"error": f"{type(exc).__name__}: {exc}"}
         results[ref.name] = {"hr_sha256": digest, **result}
@@ -474,13 +485,14 @@ def build_card(suite, records: pl.LazyFrame, probe: Mapping[str, Mapping[str, An
                 stability(record_rates(records), probe, thresholds)]
     result, reason = verdict(criteria)
     images = records.select(pl.col("image").unique().sort()).collect()["image"].to_list()
+    scale = int(table["scale"][0]) if "scale" in table.columns and table.height else None
     return {
         "model": suite.models[0], "spec": suite.spec(suite.models[0]), "weights_sha256": weights_sha256,
         "verdict": result, "reason": reason,
         "criteria": [dataclasses.asdict(c) for c in criteria],
         "size": {"images": len(images), "image_names": images, "samples": len(suite.seeds), "seeds": list(suite.seeds),
                  "crop": size.crop if not size.images else None, "sources": list(size.images) or "bundled:held-out",
-                 "metric": METRIC, "scale": int(table["scale"][0]) if "scale" in table.columns and table.height else None},
+                 "metric": METRIC, "scale": scale},
         "thresholds": dataclasses.asdict(thresholds),
         "suite": suite.name, "suite_hash": suite.digest(), "code_version": code_version(),
         "table": _card_table(suite, table),
