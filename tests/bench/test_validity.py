@@ -264,6 +264,15 @@ def test_the_probe_is_kept_and_only_a_changed_image_is_probed_again(tmp_path: Pa
     assert set(json.loads((tmp_path / "run" / "validity" / "probe.json").read_text())["images"]) == {"img000", "img001"}
 
 
+def test_a_bad_spec_or_image_source_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate-model", "nosuch", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "unknown SR model 'nosuch'" in result.output
+    result = runner.invoke(app, ["validate-model", "srflow-tiny-4x", "--images", str(tmp_path / "none"),
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and f"image source '{tmp_path / 'none'}'" in result.output
+    assert "Traceback" not in result.output
+
+
 # ------------------------------------------------------------------------ the command, on Ray
 
 @pytest.fixture(scope="module")
