@@ -971,5 +971,54 @@ def main() -> None:
     app(prog_name="idard-bench")
 
 
+#: validate-model's exit status per verdict: a CI job can gate on it.
+VALIDITY_EXIT = {"valid": 0, "invalid": 1, "inconclusive": 3}
+
+
+@app.command("validate-model")
+def validate_model(
+    spec: Annotated[str, typer.Argument(help="SR model spec, e.g. srflow-tiny-4x or 'srflow(weights=SRFlow_DF2K_4X.pth)'.")],
+    out: Annotated[str | None, typer.Option("--out", help="Run directory or URI (default: runs/validity-<model id>).")] = None,
+    images: Annotated[list[str] | None, typer.Option(
+        "--images", help="Held-out image source (folder, glob, URI, bundled:NAME); repeat for several. "
+                         "Default: the bundled held-out photos.")] = None,
+    samples: Annotated[int, typer.Option(min=2, help="K, seeds per LR image.")] = 4,
+    crop: Annotated[int, typer.Option(min=0, help="Centre crop side of the bundled photos (0: whole photos).")] = 256,
+    max_batch: Annotated[int, typer.Option(min=1, help="SR samples per model call.")] = 64,
+    workers: Annotated[int | None, typer.Option(min=1, help="Number of model actors (default: one per GPU, else per node).")] = None,
+    cpus_per_worker: Annotated[int | None, typer.Option(min=1, help="CPU workers: cores (torch threads) per actor.")] = None,
+    address: Annotated[str | None, typer.Option(help="Existing Ray cluster: auto, HOST:PORT or ray://HOST:10001.")] = None,
+    gpu: Annotated[bool, typer.Option("--gpu/--no-gpu", help="Use GPUs when the cluster has them.")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Ray's logs.")] = False,
+) -> None:
+    """May this SR model be IDA-RD's decoder? Its validity card: stochasticity, the paper's
+    ladders, stability, and a verdict (exit 0 valid, 1 invalid, 3 inconclusive).
+
+    The records are a normal run (resumable: the same command continues), written with
+    card.md and card.json into the run directory.
+    """
+    from idard.bench.lease import RunLease
+    from idard.bench.store import RecordStore
+
+    with user_errors(), _interruptible():
+        from idard.bench.runner import RunOptions
+        from idard.bench.validity import Size, default_out
+        from idard.bench.validity import validate_model as make_card
+
+        target = out if out is not None else default_out(spec)
+        lease = RunLease(RecordStore(target))
+        with lease.hold(), _saved_on_interrupt(target):
+            options = RunOptions(address=address, workers=workers, cpus_per_worker=cpus_per_worker,
+                                 use_gpus=gpu, verbose=verbose)
+            size = Size(samples=samples, crop=crop, images=tuple(images or ()), max_batch=max_batch)
+            card = make_card(spec, target, size, options, console, lease=lease)
+        for criterion in card["criteria"]:
+            console.print(f"{criterion['name']}: {criterion['status']}: {criterion['reason']}", highlight=False,
+                          markup=False)
+        console.print(f"verdict: {card['verdict']}: {card['reason']}", highlight=False, markup=False)
+        console.print(f"card: {target}/card.md, {target}/card.json", highlight=False, markup=False)
+    raise typer.Exit(VALIDITY_EXIT[card["verdict"]])
+
+
 if __name__ == "__main__":
     sys.exit(main())
