@@ -307,6 +307,10 @@ def test_the_embedded_model_is_valid_and_a_second_run_computes_nothing(local_ray
     assert again.exit_code == 0 and "nothing to compute: all 72 records" in again.output
     assert "probe:" not in again.output  # the probe's results were kept too
     assert json.loads((tmp_path / "run" / "card.json").read_text())["criteria"] == card["criteria"]
+    page = runner.invoke(app, ["report", str(tmp_path / "run"), "--html", "--grid-images", "0",
+                                    "--bootstrap", "100"])
+    assert page.exit_code == 0, page.output
+    assert "<section id=validity-card><h2>Validity card: srflow-tiny-4x" in (tmp_path / "run" / "report.html").read_text()
 
 
 def test_a_deterministic_decoder_is_invalid_for_its_collapse(local_ray, images, tmp_path) -> None:

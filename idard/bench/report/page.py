@@ -195,8 +195,10 @@ def _checks_html(results: Sequence[Any], summary: Sequence[str]) -> str:
 
 
 def render_page(title: str, description: str, models: Sequence[TableModel], checks_html: str,
-                bars: Sequence[tuple[str, str]], ladders: Sequence[LadderPlot], samples_html: str) -> str:
-    """The whole page as one string: no external file, script or font."""
+                bars: Sequence[tuple[str, str]], ladders: Sequence[LadderPlot], samples_html: str,
+                validity_html: str = "") -> str:
+    """The whole page as one string: no external file, script or font. ``validity_html``:
+    a `validate-model` run's card (`idard.bench.report.validity`), shown after the checks."""
     bar_imgs = "".join(f"<img class=bar src='{uri}' alt='IDA-RD {html.escape(t)}'>" for t, uri in bars)
     ladder_imgs = "".join(f"<img class=ladder src='{p.uri}' alt='{html.escape(p.family)} {html.escape(p.group)}'>"
                           for p in ladders) or "<p class=note>No degradation ladder in this run.</p>"
@@ -212,7 +214,7 @@ def render_page(title: str, description: str, models: Sequence[TableModel], chec
         "decoded from the downscaled image; lower = less information lost. ± is the std over images, the CI a "
         "bootstrap over images and samples.</p>"
         f"{tables}"
-        f"<h2>Checks (the paper's findings)</h2>{checks_html}"
+        f"<h2>Checks (the paper's findings)</h2>{checks_html}{validity_html}"
         f"<h2>IDA-RD per downscaler</h2><div class=plots>{bar_imgs}</div>"
         f"<h2>IDA-RD against degradation strength</h2><div class=plots>{ladder_imgs}</div>"
         f"<h2>Samples (HR / LR / SR / difference maps, as the supplement's Figure 3)</h2>{samples_html}"
@@ -226,6 +228,7 @@ def write_html_report(run_dir: str, report: Any, records: pl.LazyFrame, path: st
     where. ``path`` defaults to ``report.html`` in the run directory. Its tables are the
     report's `table_models`, as every other format shows them."""
     from idard.bench.checks import checks_of_run, evaluate_checks, read_run_file, summary_lines
+    from idard.bench.report.validity import validity_section
     from idard.bench.safe_yaml import load_yaml
     from idard.bench.store import RecordStore
 
@@ -239,7 +242,8 @@ def write_html_report(run_dir: str, report: Any, records: pl.LazyFrame, path: st
     page = render_page(
         f"IDA-RD report: {name or suite.get('name') or run_dir}", str(suite.get("description", "")), models,
         _checks_html(results, summary_lines(results) if results else []), bar_charts(models[0]),
-        ladder_plots(checks, report.table), grid_html(run_dir, report.table, records, grid, log))
+        ladder_plots(checks, report.table), grid_html(run_dir, report.table, records, grid, log),
+        validity_section(run_dir))
     if path is None:
         return RecordStore(run_dir).write_text("report.html", page)
     target = Path(path)
