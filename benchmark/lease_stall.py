@@ -20,14 +20,18 @@ no S3 server is reachable offline; the holder's checks are the same GET and PUT 
 Without the latency the holder's heartbeat thread notices the takeover before its
 writer's next PUT (idard before the per-write check left 0 duplicates on a local path
 and 2-4 per trial on S3).
-Writes ``benchmark/results/lease_stall.{json,md}``::
+With ``--s3`` the store is a real S3 API instead: moto's server on 127.0.0.1
+(`tests.s3server`, the object-store tests' fixture), reached through the AWS variables a
+user sets, so every check is a real GET and every part a real PUT. Writes
+``benchmark/results/lease_stall.{json,md}`` (``lease_stall_s3.*`` with ``--s3``)::
 
-    nice -n 15 python benchmark/lease_stall.py --trials 10
+    nice -n 15 python benchmark/lease_stall.py --trials 10 [--s3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -86,10 +90,13 @@ def slow_filesystem(latency: float):
     return pyarrow.fs.PyFileSystem(Slow(LocalFileSystem()))
 
 
-def open_store(run: Path, latency: float = 0.0):
-    """The run directory through the object-store code path (see the module docstring)."""
+def open_store(run: Path | str, latency: float = 0.0):
+    """The run directory through the object-store code path (see the module docstring);
+    an ``s3://`` run is the real thing."""
     from idard.bench.store import RecordStore
 
+    if str(run).startswith("s3://"):
+        return RecordStore(str(run))
     store = RecordStore(f"file://{run}")
     store.remote = True
     if latency:
@@ -97,7 +104,7 @@ def open_store(run: Path, latency: float = 0.0):
     return store
 
 
-def writer(run: Path, name: str, keys: int, ttl: float, settle: float, pause: float, latency: float) -> int:
+def writer(run: Path | str, name: str, keys: int, ttl: float, settle: float, pause: float, latency: float) -> int:
     """One writer: hold the lease, write each missing key as its own part."""
     import polars as pl
 
@@ -121,7 +128,7 @@ def writer(run: Path, name: str, keys: int, ttl: float, settle: float, pause: fl
     return 0
 
 
-def _start(run: Path, name: str, args: argparse.Namespace) -> subprocess.Popen:
+def _start(run: Path | str, name: str, args: argparse.Namespace) -> subprocess.Popen:
     command = [sys.executable, str(Path(__file__).resolve()), "--writer", name, "--run", str(run),
                "--keys", str(args.keys), "--ttl", str(args.ttl), "--settle", str(args.settle),
                "--pause", str(args.pause), "--latency", str(args.latency)]
@@ -140,12 +147,17 @@ def _wait_line(process: subprocess.Popen, text: str, timeout: float) -> None:
     raise TimeoutError(f"no {text!r} within {timeout} s")
 
 
-def _parts(run: Path) -> int:
-    folder = run / "records"
+def _parts(run: Path | str) -> int:
+    if str(run).startswith("s3://"):
+        from idard.bench.store import RecordStore
+
+        time.sleep(0.05)  # a listing is a request: poll the server gently
+        return len(RecordStore(str(run)).parts())
+    folder = Path(run) / "records"
     return len(list(folder.glob("part-*.parquet"))) if folder.is_dir() else 0
 
 
-def trial(run: Path, args: argparse.Namespace, rng: random.Random) -> dict:
+def trial(run: Path | str, args: argparse.Namespace, rng: random.Random) -> dict:
     """One stall-and-resume trial; returns what the store holds afterwards."""
     holder = _start(run, "holder", args)
     try:
@@ -187,14 +199,14 @@ def trial(run: Path, args: argparse.Namespace, rng: random.Random) -> dict:
     }
 
 
-def _write_results(results: dict, folder: Path) -> None:
+def _write_results(results: dict, folder: Path, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "lease_stall.json").write_text(json.dumps(results, indent=1) + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
     rows = "\n".join(f"| {i + 1} | {t['stalled_s']} | {t['holder_exit']} | {t['holder_stop_s']} | "
                      f"{t['late_parts_left_out']} | "
                      f"{t['duplicate']} | {t['lost']} |" for i, t in enumerate(results["trials"]))
-    (folder / "lease_stall.md").write_text(
-        f"# Stall and resume a lease holder (object-store code path)\n\n"
+    (folder / f"{name}.md").write_text(
+        f"# Stall and resume a lease holder ({results['store']})\n\n"
         f"{results['machine']}; TTL {results['ttl']} s, settle {results['settle']} s, "
         f"{results['latency'] * 1000:.0f} ms per object-store request, {results['keys']} keys, "
         f"one part per key. Holder exit {EXIT_LOST} = stopped with LeaseLost.\n\n"
@@ -215,9 +227,10 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.02, help="seconds each object-store request takes")
     parser.add_argument("--seed", type=int, default=25)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--s3", action="store_true", help="a real S3 API: moto's server on 127.0.0.1")
     parser.add_argument("--smoke", action="store_true", help="one short trial, results to a temporary folder")
     parser.add_argument("--writer", help=argparse.SUPPRESS)
-    parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.writer:
         sys.exit(writer(args.run, args.writer, args.keys, args.ttl, args.settle, args.pause, args.latency))
@@ -225,22 +238,34 @@ def main() -> None:
         args.trials, args.keys, args.before, args.out = 1, 60, 5, Path(tempfile.mkdtemp(prefix="lease-stall-"))
     rng = random.Random(args.seed)
     started = time.perf_counter()
-    trials = []
-    for i in range(args.trials):
-        with tempfile.TemporaryDirectory(prefix="lease-stall-") as tmp:
-            run = Path(tmp) / "run"
-            run.mkdir()
-            trials.append(trial(run, args, rng))
-        print(f"trial {i + 1}: {trials[-1]}", flush=True)
+    with contextlib.ExitStack() as stack:
+        if args.s3:
+            sys.path.insert(0, str(REPO))
+            from tests.s3server import s3_server
+
+            server = stack.enter_context(s3_server(Path(tempfile.mkdtemp(prefix="lease-stall-s3-")) / "moto.log"))
+            os.environ.update(server.env())  # the writers inherit what a user exports
+            server.make_bucket("stall")
+            args.latency = 0.0  # the server's own
+        trials = []
+        for i in range(args.trials):
+            with tempfile.TemporaryDirectory(prefix="lease-stall-") as tmp:
+                run: Path | str = f"s3://stall/trial-{i}" if args.s3 else Path(tmp) / "run"
+                if not args.s3:
+                    run.mkdir()
+                trials.append(trial(run, args, rng))
+            print(f"trial {i + 1}: {trials[-1]}", flush=True)
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "store": "S3 API (moto server on 127.0.0.1)" if args.s3 else "local folder through the object-store code path",
         "ttl": args.ttl, "settle": args.settle, "latency": args.latency, "keys": args.keys, "trials": trials,
         "duplicate": sum(t["duplicate"] for t in trials), "lost": sum(t["lost"] for t in trials),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    _write_results(results, args.out)
+    name = "lease_stall_s3" if args.s3 else "lease_stall"
+    _write_results(results, args.out, name)
     print(f"duplicate keys {results['duplicate']}, lost {results['lost']} over {args.trials} trials "
-          f"({results['seconds']} s); {args.out / 'lease_stall.md'}")
+          f"({results['seconds']} s); {args.out / (name + '.md')}")
     if results["duplicate"] or results["lost"]:
         sys.exit(1)
 

@@ -33,7 +33,7 @@ SMOKE: dict[str, list[str] | None] = {
     "diffusion_batch.py": None,  # tests/benchmark/test_diffusion_scripts.py
     "diffusion_stochasticity.py": None,  # tests/benchmark/test_diffusion_scripts.py
     "gpu_timings.py": ["--smoke"],
-    "lease_stall.py": ["--smoke"],  # one stall-and-resume trial; exits 1 on a duplicate key
+    "lease_stall.py": ["--smoke", "--s3"],  # one stall-and-resume trial on a real S3 API; exits 1 on a duplicate key
     "model_card_samples.py": ["--smoke"],
     "pulse_batch.py": ["--smoke"],
     "reference_demo.py": None,  # tests/bench/test_reference_demo.py
