@@ -10,6 +10,7 @@ it stops every Ray of the machine, other users' too.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +176,118 @@ def test_a_worker_raylet_killed_mid_run_leaves_every_key_exactly_once(local_clus
     records = _exactly_once(out, 24)
     print(f"raylet of w2 killed after {before} of 24 records; workers that wrote: "
           f"{records['worker'].value_counts().rows()}")
+
+
+# ------------------------------------------------------------------------------ autoscaling
+def _autoscaling_config(path: Path, gcs: str, head_cpus: int, head_gpus: int, max_nodes: int) -> Path:
+    """Ray's fake multi-node provider ("Testing Autoscaling Locally"): the autoscaler on the
+    head starts each worker node as raylet processes of this machine, and stops it when it
+    has been idle ``idle_timeout_minutes``. Worker nodes advertise a GPU, as cloud GPU nodes do."""
+    import yaml
+
+    node = {"node_config": {}}
+    config = {
+        "cluster_name": "idard-autoscaling", "max_workers": max_nodes, "upscaling_speed": 10.0,
+        "idle_timeout_minutes": 0.1,
+        "provider": {"type": "fake_multinode", "gcs_address": gcs, "use_node_id_as_ip": True,
+                     "disable_node_updaters": True, "disable_launch_config_check": True},
+        "available_node_types": {
+            "ray.head.default": {**node, "resources": {"CPU": head_cpus, "GPU": head_gpus}, "max_workers": 0},
+            "ray.worker.gpu": {**node, "resources": {"CPU": 1, "GPU": 1, "object_store_memory": 80_000_000},
+                               "min_workers": 0, "max_workers": max_nodes},
+        },
+        "head_node_type": "ray.head.default", "auth": {}, "docker": {}, "file_mounts": {},
+        "initialization_commands": [], "setup_commands": [], "head_setup_commands": [], "worker_setup_commands": [],
+        "head_start_ray_commands": [], "worker_start_ray_commands": [], "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _parent(pid: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    return None
+
+
+class NodeWatch:
+    """Which Ray nodes (raylets of the cluster's temp dir) live when, and which worker
+    processes (a raylet's children: the actors) each one ran: sampled from /proc in a thread."""
+
+    def __init__(self, cluster: LocalCluster, every: float = 0.5) -> None:
+        self.cluster, self.every = cluster, every
+        self.seen: dict[int, list[float]] = {}  # raylet pid -> [first seen, last seen] (monotonic)
+        self.node_of: dict[int, int] = {}  # worker pid -> its raylet pid
+        self.trace: list[tuple[float, int]] = []  # (time, live nodes) at each change
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        now = time.monotonic()
+        lines = _command_lines()
+        root = str(self.cluster.root)
+        raylets = {pid for pid, line in lines.items()
+                   if line and line[0].endswith("raylet") and any(root in part for part in line)}
+        for pid in raylets:
+            self.seen.setdefault(pid, [now, now])[1] = now
+        for pid in lines:
+            parent = _parent(pid)
+            if parent in raylets:
+                self.node_of.setdefault(pid, parent)
+        if not self.trace or self.trace[-1][1] != len(raylets):
+            self.trace.append((now - self.started, len(raylets)))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.every)
+
+    def live(self) -> int:
+        return self.trace[-1][1] if self.trace else 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_an_autoscaling_cluster_adds_nodes_mid_run_that_take_work_and_removes_them_when_idle(
+        local_cluster: LocalCluster, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if not isolated(request):
+        return
+    config = _autoscaling_config(tmp_path / "autoscaling.yaml", local_cluster.address, head_cpus=1, head_gpus=1,
+                                 max_nodes=2)
+    watch = NodeWatch(local_cluster)
+    try:
+        local_cluster.start_head("--num-cpus", "1", "--num-gpus", "1", f"--autoscaling-config={config}",
+                                 env=_ray_env(RAY_FAKE_CLUSTER="1"))
+        wait_for(lambda: watch.live() == 1, 30, "the head's raylet")
+        at_start = set(watch.seen)
+        suite = _suite(tmp_path, images=16, ms=500)  # 2 s a unit: 32 s on the head alone
+        out = tmp_path / "run"
+        # Three GPU actors on a cluster with one GPU: two wait for nodes the autoscaler adds.
+        started = time.monotonic() - watch.started
+        run = subprocess.run([sys.executable, "-m", "idard.bench.cli", "run", "--suite", str(suite), "--out",
+                              str(out), "--address", local_cluster.address, "--workers", "3", "--flush-records",
+                              "1", "--bootstrap", "100"], env=_ray_env(), capture_output=True, text=True,
+                             timeout=300)
+        ended = time.monotonic() - watch.started
+        assert run.returncode == 0, run.stdout + run.stderr
+        records = _exactly_once(out, 64)
+        peak = max(n for _, n in watch.trace)
+        wait_for(lambda: watch.live() == 1, 90, "the idle worker nodes to be removed")
+    finally:
+        watch.stop()
+    pids = {int(w.rsplit(":", 1)[1]): n for w, n in records["worker"].value_counts().rows()}
+    per_node: collections.Counter[int] = collections.Counter()
+    for pid, count in pids.items():
+        per_node[watch.node_of.get(pid, -1)] += count // 4  # 4 records a unit
+    joined = {node: units for node, units in per_node.items() if node not in at_start}
+    print(f"run from {started:.1f} s to {ended:.1f} s; live nodes over time (s, nodes): "
+          f"{[(round(t, 1), n) for t, n in watch.trace]}; units per node (raylet pid: units): {dict(per_node)}, "
+          f"of which on nodes added mid-run: {joined}")
+    assert peak == 3, f"the autoscaler should have added 2 nodes: {watch.trace}"
+    assert -1 not in per_node, f"a worker ran on no node the test saw: {pids} {watch.node_of}"
+    assert joined and sum(joined.values()) >= 2, f"no unit ran on a node added mid-run: {dict(per_node)}"

@@ -272,3 +272,82 @@ def test_weights_named_by_an_s3_uri_are_copied_into_the_cache_and_hash_checked(s
     assert second.returncode == 1, second.stdout + second.stderr
     assert "MISMATCH" in second.stdout
     assert cached.read_bytes() == changed
+
+
+# ----------------------------------------------------------------------- precomputed LR
+def _lr_set(hr: Path, folder: Path, scale: int = 4) -> Path:
+    """A precomputed LR set: each HR crop box-downscaled by ``scale`` (made "elsewhere")."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(hr.glob("*.png")):
+        with Image.open(path) as image:
+            image.resize((image.width // scale, image.height // scale), Image.Resampling.BOX).save(folder / path.name)
+    return folder
+
+
+def _change_one_lr_file(folder: Path) -> None:
+    from PIL import Image
+
+    first = sorted(folder.glob("*.png"))[0]
+    with Image.open(first) as image:
+        Image.eval(image, lambda v: 255 - v).save(first)
+
+
+def test_a_precomputed_lr_set_on_s3_is_read_and_named_like_the_same_set_on_disk(
+        s3: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from idard.measure.downscalers import Precomputed
+    from idard.measure.images import ImageError, load_image
+    from idard.measure.registry import SpecError
+
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
+    write_crops(tmp_path / "hr", 2)
+    lr = _lr_set(tmp_path / "hr", tmp_path / "sets" / "lr_x4")
+    s3.upload(lr, f"s3://{bucket}/sets/lr_x4/")
+    local, remote = Precomputed(folder=str(lr)), Precomputed(folder=f"s3://{bucket}/sets/lr_x4")
+    assert remote.id == local.id and remote.id.startswith("precomputed(folder='lr_x4',content=")
+    templated = Precomputed(folder=f"s3://{bucket}/sets/lr_x{{scale}}")
+    assert templated.content_hash() == Precomputed(folder=str(tmp_path / "sets" / "lr_x{scale}")).content_hash()
+
+    hr = load_image(tmp_path / "hr" / "img000.png")
+    assert (remote.downscale(hr, 4) == load_image(lr / "img000.png").pixels).all()
+    assert remote.lr_sha256("img000", 4) == hashlib.sha256((lr / "img000.png").read_bytes()).hexdigest()
+
+    _change_one_lr_file(lr)
+    s3.upload(lr, f"s3://{bucket}/sets/lr_x4/")
+    changed = Precomputed(folder=f"s3://{bucket}/sets/lr_x4")
+    assert changed.id != remote.id and changed.id == Precomputed(folder=str(lr)).id
+    pinned = Precomputed(folder=f"s3://{bucket}/sets/lr_x4", content=remote.identity_values()["content"])
+    with pytest.raises(ImageError, match=f"s3://{bucket}/sets/lr_x4: precomputed LR files changed"):
+        pinned.downscale(hr, 4)  # a spec pinned to the old content (as workers get it) refuses the new files
+    with pytest.raises(SpecError, match=f"LR folder s3://{bucket}/nothing-here does not exist"):
+        Precomputed(folder=f"s3://{bucket}/nothing-here").id
+
+
+def test_a_run_with_a_precomputed_lr_set_on_s3_computes_records_and_a_changed_file_is_a_new_id(
+        s3: S3Server, bucket: str, tmp_path: Path) -> None:
+    images = _upload_crops(s3, tmp_path, bucket)
+    lr = _lr_set(tmp_path / "hr", tmp_path / "lr_x4")
+    s3.upload(lr, f"s3://{bucket}/lr_x4/")
+    suite = _suite(tmp_path, images, downscalers=f"[bicubic, 'precomputed(folder=s3://{bucket}/lr_x4)']")
+    out = f"s3://{bucket}/runs/x"
+    env = _env(s3, tmp_path)
+    args = ("run", "--suite", str(suite), "--out", out, "--workers", "1", "--bootstrap", "100")
+    first = _cli(*args, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    records = _records(s3, out, tmp_path)
+    _exactly_once(records, 8)
+    assert records["error"].null_count() == 8, records.filter(pl.col("error").is_not_null())["error"][0]
+    old = {d for d in records["downscaler"] if d.startswith("precomputed(")}
+    assert len(old) == 1 and next(iter(old)).startswith("precomputed(folder='lr_x4',content=")
+    assert records.filter(pl.col("downscaler").is_in(old))["lr_sha256"].null_count() == 0
+
+    _change_one_lr_file(lr)
+    s3.upload(lr, f"s3://{bucket}/lr_x4/")
+    second = _cli(*args, env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "4 tasks to compute (4 of 8 already in the store)" in second.stdout
+    records = _records(s3, out, tmp_path)
+    _exactly_once(records, 12)
+    assert len({d for d in records["downscaler"] if d.startswith("precomputed(")} - old) == 1

@@ -39,6 +39,7 @@ SMOKE: dict[str, list[str] | None] = {
     "reference_demo.py": None,  # tests/bench/test_reference_demo.py
     "report_scale.py": ["--smoke"],
     "runner_overhead.py": ["--smoke"],
+    "s3_throughput.py": ["--smoke"],  # a loopback S3 server (moto): 2,000 records in 20 parts
     "sampling_batch.py": ["--smoke"],
     "simulated_cluster.py": ["--smoke"],
     "sota_downscalers.py": None,  # tests/benchmark/test_sota_downscalers_bench.py
