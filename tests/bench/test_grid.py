@@ -21,7 +21,7 @@ from idard.bench.cli import app
 from tests.bench.sample_runs import make_run
 
 runner = CliRunner()
-DOWNSCALERS = ["bicubic", "nearest", "blur(sigma=2)"]
+DOWNSCALERS = ["bicubic", "nearest", "blur", "blur(sigma=2)"]  # blur's id is "blur", its label blur(sigma=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_tiles_equal_their_records_exactly_and_any_difference_is_flagged(run_dir
     grid = _grid(_page(run_dir, tmp_path, "--grid-image", "img000"))
     equal = re.findall(r"[0-9.]+ = record", grid)
     differ = re.findall(r"[0-9.]+ ≠ record [0-9.]+", grid)
-    assert len(equal) == 3 * 3 - 1 and len(differ) == 1, (equal, differ)
+    assert len(equal) == len(DOWNSCALERS) * 3 - 1 and len(differ) == 1, (equal, differ)
     assert "1 recomputed value(s) differ from their records" in grid
 
 
@@ -94,6 +94,16 @@ def test_one_colour_bar_and_a_layout_that_fits_a_laptop_window(default_page: str
     templates = re.findall(r"grid-template-columns:([^']*)'", grid)
     assert templates and all(re.fullmatch(r"minmax\(70px,110px\) repeat\(\d+,minmax\(0,1fr\)\)", t) for t in templates)
     assert not re.search(r"<img[^>]* width=", grid) and "max-width:1400px" in grid
+
+
+def test_the_grid_calls_each_downscaler_what_the_tables_call_it(default_page: str) -> None:
+    """``blur`` (the default sigma) next to ``blur(sigma=2.0)``: the tables say
+    ``blur(sigma=1.0)``, and so must the grid's rows."""
+    table = re.search(r"<table id=ida-rd>(.*?)</table>", default_page, re.S).group(1)
+    table_labels = set(re.findall(r"<tr><td[^>]*>([^<]*)</td>", table))
+    rows = re.findall(r"<div class=sg-l><b>([^<]*)</b></div>", _grid(default_page))
+    assert "blur(sigma=1.0)" in rows and "blur" not in rows, rows
+    assert set(rows) <= table_labels, (rows, table_labels)
 
 
 def test_an_unreadable_image_with_error_records_is_listed_and_the_page_written(default_page: str) -> None:

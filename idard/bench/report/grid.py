@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from idard.bench.report.model import downscaler_labels
 from idard.bench.report.samples import ImageSamples, RunSamples, SampleRecord, difference_map
 
 #: Most downscalers shown per image by default (the page stays readable).
@@ -259,7 +260,8 @@ def _row(cells: Sequence[str], columns: int) -> str:
             + "".join(cells) + "</div>")
 
 
-def _image_block(shown: _Shown, downscalers: Sequence[str], seeds: Sequence[int], top: float) -> str:
+def _image_block(shown: _Shown, downscalers: Sequence[str], seeds: Sequence[int], top: float,
+                 labels: dict[str, str]) -> str:
     found, crop, s = shown.found, shown.crop, shown.scale
     if found.why:
         return f"<p class=sg-err><b>{html.escape(found.image)}</b>: {html.escape(found.why)}</p>"
@@ -279,7 +281,8 @@ def _image_block(shown: _Shown, downscalers: Sequence[str], seeds: Sequence[int]
     rows = [head]
     columns = 2 + 2 * len(seeds)
     for downscaler in downscalers:
-        cells = [f"<div class=sg-l><b>{html.escape(downscaler)}</b></div>", _tile(_png(hr_crop), "HR")]
+        label = labels.get(downscaler, downscaler)  # as the tables call it
+        cells = [f"<div class=sg-l><b>{html.escape(label)}</b></div>", _tile(_png(hr_crop), "HR")]
         lr = found.lr.get(downscaler)
         cells.append(_tile(_png(lr[lr_box]), f"LR x{s}") if lr is not None else "<div></div>")
         diffs = []
@@ -357,5 +360,7 @@ def grid_html(run_dir: str, table: pl.DataFrame, records: pl.LazyFrame, options:
              for i in shown if i.crop is not None for sr in i.found.sr.values()]
     # the 98th percentile, so a few extreme pixels (nearest's blocks) do not darken every map
     top = _nice_ceiling(float(np.percentile(np.concatenate([c.ravel() for c in crops]), 98))) if crops else 0.1
-    body = (_colour_bar(top) if crops else "") + "".join(_image_block(i, downscalers, seeds, top) for i in shown)
+    labels = downscaler_labels(table)
+    body = (_colour_bar(top) if crops else "") + "".join(_image_block(i, downscalers, seeds, top, labels)
+                                                         for i in shown)
     return note(lead, body + errors)

@@ -177,15 +177,21 @@ def _model_labels(ids: list[str]) -> dict[str, str]:
     return MODELS.labels(ids)
 
 
-def _labels(table: pl.DataFrame, paired: pl.DataFrame | None) -> tuple[dict[str, str], dict[str, str]]:
-    """Downscaler and model labels shared by both tables, so one id reads the same in each."""
+def downscaler_labels(table: pl.DataFrame, paired: pl.DataFrame | None = None) -> dict[str, str]:
+    """Each downscaler id of a report's tables -> its label (`Registry.labels`): what the
+    tables, the charts and the sample grid all call it."""
     from idard.measure.downscalers import DOWNSCALERS
 
     frames = [f for f in (table, paired) if f is not None]
-    downscalers = [v for f in frames for c in ("downscaler", "baseline") if c in f.columns
-                   for v in f[c].drop_nulls().to_list()]
+    ids = [v for f in frames for c in ("downscaler", "baseline") if c in f.columns for v in f[c].drop_nulls().to_list()]
+    return DOWNSCALERS.labels(ids) if ids else {}
+
+
+def _labels(table: pl.DataFrame, paired: pl.DataFrame | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Downscaler and model labels shared by both tables, so one id reads the same in each."""
+    frames = [f for f in (table, paired) if f is not None]
     models = [v for f in frames if "model" in f.columns for v in f["model"].drop_nulls().unique().to_list()]
-    return (DOWNSCALERS.labels(downscalers) if downscalers else {}), _model_labels(list(dict.fromkeys(models)))
+    return downscaler_labels(table, paired), _model_labels(list(dict.fromkeys(models)))
 
 
 def _with_labels(frame: pl.DataFrame, downscalers: dict[str, str], models: dict[str, str]) -> pl.DataFrame:

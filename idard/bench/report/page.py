@@ -211,7 +211,8 @@ def render_page(title: str, description: str, models: Sequence[TableModel], chec
         f"<h1>{html.escape(title)}</h1><p>{html.escape(description)}</p>"
         + (f"<p class=banner>{html.escape(banner)}</p>" if banner else "") +
         "<p class=note>IDA-RD: mean over images of the mean distortion between the HR image and SR samples "
-        "decoded from the downscaled image; lower = less information lost. ± is the std over images, the CI a "
+        "decoded from the downscaled image. Rows go from least to most information lost for every metric "
+        "('better' says each metric's direction: lower LPIPS, higher PSNR). ± is the std over images, the CI a "
         "bootstrap over images and samples.</p>"
         f"{tables}"
         f"<h2>Checks (the paper's findings)</h2>{checks_html}{validity_html}"
