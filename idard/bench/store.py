@@ -370,6 +370,14 @@ class RecordStore:
                            "created": dt.datetime.now(dt.timezone.utc).isoformat()}).encode()
         return self._put(target, body, partial=f"{self.records_dir}/.{FENCE_PREFIX}{writer}.json.tmp")
 
+    def is_fenced(self, token: str) -> bool:
+        """Whether a successor fenced ``token`` (`fence`): its holder was displaced and
+        every part it writes from now on is left out, so it must stop."""
+        target = f"{self.records_dir}/{FENCE_PREFIX}{token[:8]}.json"
+        if self.remote:
+            return self._fs.get_file_info(target).type != pyarrow.fs.FileType.NotFound
+        return os.path.exists(target)
+
     def remove_partials(self, min_age_s: float = PARTIAL_MIN_AGE_S) -> int:
         """Delete temporary files left by a killed writer; call holding the lease.
 

@@ -299,6 +299,29 @@ def test_a_part_that_lands_after_a_takeover_is_left_out_then_set_aside(tmp_path:
             assert [Path(p).parent.name for p, _ in moved] == ["quarantine"]
 
 
+def test_a_displaced_holders_late_lease_write_neither_stops_its_successor_nor_lets_it_write_on(
+        tmp_path: Path) -> None:
+    """Without conditional PUT, a holder stopped between reading its lease and rewriting it
+    (heartbeat or re-claim) writes it over its successor's verified claim when resumed (2 of
+    3 stall trials on a real S3 API): the successor claims the lease back, and the displaced
+    holder, which finds its token fenced, stops; every part it would write is left out."""
+    store = _run_store(tmp_path, "object store")
+    holder = RunLease(store, ttl=0.5, settle=0.05)
+    with holder.hold():
+        store.append(_records(0))
+        holder._stop.set()  # the holder stalls...
+        holder._beat.join()
+        time.sleep(0.6)
+        successor_store = _run_store(tmp_path, "object store")
+        with RunLease(successor_store, ttl=0.5, settle=0.05).hold():
+            holder._write(holder.path, holder._document())  # ...and its lease write lands late
+            holder._renewed = holder._clock()  # as if that write had renewed it
+            successor_store.append(_records(1))  # not LeaseLost: the late write is its fenced holder's
+            with pytest.raises(LeaseLost, match="taken over"):
+                store.append(_records(2))
+            assert successor_store.count() == 2 and successor_store.duplicate_keys().is_empty()
+
+
 def test_a_part_half_written_when_its_holder_stalled_is_not_let_in_by_the_fence(tmp_path: Path) -> None:
     """On a filesystem a PUT's file can be there before it is whole: the fence lists only
     whole parts, so the one completed after the takeover stays out."""
