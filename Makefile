@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FACES := $(VENV)/.faces-installed
 
-.PHONY: run test faces install browser clean
+.PHONY: run test test-fast faces install browser clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -m venv $(VENV)
@@ -48,7 +48,12 @@ browser:
 run: $(STAMP)
 	$(BIN)/idard-bench run
 
+# Everything CI proves, the minute-long tests (signals, chaos kill, the wheel) included.
 test: $(STAMP) $(FACES) browser
+	IDARD_RUN_SLOW=1 $(BIN)/python -m pytest
+
+# The inner loop: the same suite without the tests marked slow.
+test-fast: $(STAMP) $(FACES)
 	$(BIN)/python -m pytest
 
 faces: $(FACES)

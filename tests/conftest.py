@@ -21,14 +21,26 @@ def shared_reference() -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``gpu`` tests skip without CUDA; ``slow`` ones run in ``make test`` (CI sets
+    IDARD_RUN_SLOW=1 through it) and skip in ``make test-fast``; ``long`` ones (full-size
+    validations, many minutes, each with a CI-size version that always runs) run only when
+    asked for."""
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device; none on this machine (CI has no GPU)")
     skip_slow = pytest.mark.skip(
-        reason="slow (minutes on 2 CPU cores): skipped by default and in CI; run with `pytest -m slow` "
-        "or IDARD_RUN_SLOW=1"
+        reason="slow (a minute or more on 2 CPU cores): run by `make test` and CI, skipped by `make test-fast`; "
+        "run with `pytest -m slow` or IDARD_RUN_SLOW=1"
     )
-    run_slow = "slow" in (config.getoption("-m") or "") or os.environ.get("IDARD_RUN_SLOW") == "1"
+    skip_long = pytest.mark.skip(
+        reason="long (a full-size validation, many minutes on 2 CPU cores; its CI-size version runs everywhere): "
+        "run with `pytest -m long` or IDARD_RUN_LONG=1"
+    )
+    chosen = config.getoption("-m") or ""
+    run_slow = "slow" in chosen or os.environ.get("IDARD_RUN_SLOW") == "1"
+    run_long = "long" in chosen or os.environ.get("IDARD_RUN_LONG") == "1"
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
-        if "slow" in item.keywords and not run_slow:
+        if "long" in item.keywords and not run_long:
+            item.add_marker(skip_long)
+        elif "slow" in item.keywords and not run_slow:
             item.add_marker(skip_slow)

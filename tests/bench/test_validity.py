@@ -327,7 +327,7 @@ def test_the_embedded_diffusion_model_is_valid(local_ray, images, tmp_path) -> N
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.slow
+@pytest.mark.long  # 6-9 min each on 2 cores; the tiny-size runs above always run
 @pytest.mark.parametrize("spec", ["srflow-tiny-4x", "resshift-tiny-4x"])
 def test_the_embedded_models_are_valid_at_the_default_size(local_ray, tmp_path, spec) -> None:
     result = runner.invoke(app, ["validate-model", spec, "--out", str(tmp_path / "run")])

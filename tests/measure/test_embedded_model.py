@@ -50,7 +50,7 @@ def test_on_held_out_crops_nearest_loses_most_and_every_ladder_has_the_papers_si
     assert rho == {ladder.family: ladder.sign for ladder in PAPER_LADDERS}
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_paper_validation_on_the_held_out_photographs() -> None:
     """Supplement Table 9's check at K = 8 on the full held-out photographs (about 5 min)."""
     score, rho = _ranks([load_bundled(name) for name in HELD_OUT], PAPER_LADDERS, samples=8)
