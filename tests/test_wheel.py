@@ -58,3 +58,33 @@ def test_the_packaged_suite_is_the_benchmark_quickstart() -> None:
     data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["idard"]
     assert "suites/*.yaml" in data and (REPO / "LICENSE").is_file()
     assert (REPO / "idard" / "suites" / "quickstart.yaml").read_text() == (REPO / "benchmark" / "quickstart.yaml").read_text()
+
+
+@pytest.mark.slow  # a fresh venv with every dependency from the package index (~2 min), then a real run
+def test_the_wheel_installs_into_a_fresh_venv_and_runs_a_suite_from_an_empty_folder(wheel: Path,
+                                                                                     tmp_path: Path) -> None:
+    """What a user does with the wheel: a new venv, ``pip install idard-*.whl`` (its declared
+    dependencies, at the project's pinned versions), then ``idard-bench run`` in a folder
+    that holds nothing of the project. PSNR, so no LPIPS trunk weights are needed."""
+    from PIL import Image
+
+    from idard.measure.datasets import bundled_path
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--no-compile", "-c", str(REPO / "requirements" / "constraints.txt"),
+         str(wheel)], capture_output=True, text=True, timeout=1200, check=False)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    work = tmp_path / "empty"
+    (work / "images").mkdir(parents=True)
+    Image.open(bundled_path("coffee")).convert("RGB").crop((100, 100, 148, 148)).save(work / "images" / "a.png")
+    (work / "suite.yaml").write_text("name: wheel\nimages: [images]\ndownscalers: [bicubic, nearest]\n"
+                                     "models: [srflow-tiny-4x]\nmetrics: [psnr]\nsamples: 2\n")
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": "/tmp"}
+    done = subprocess.run([str(venv / "bin" / "idard-bench"), "run", "--suite", "suite.yaml", "--out", "run",
+                           "--bootstrap", "100"], cwd=work, env=env, capture_output=True, text=True, timeout=900,
+                          check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "4 tasks to compute" in done.stdout and (work / "run" / "ida_rd.md").is_file()
+    assert not (work / "run" / "records").is_symlink() and list((work / "run" / "records").glob("part-*.parquet"))
