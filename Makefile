@@ -50,7 +50,7 @@ run: $(STAMP)
 
 # Everything CI proves, the minute-long tests (signals, chaos kill, the wheel) included.
 test: $(STAMP) $(FACES) browser
-	IDARD_RUN_SLOW=1 $(BIN)/python -m pytest
+	IDARD_RUN_SLOW=1 $(BIN)/python -m pytest --durations=15
 
 # The inner loop: the same suite without the tests marked slow.
 test-fast: $(STAMP) $(FACES)
