@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -276,9 +278,11 @@ def test_a_lease_with_fields_that_are_not_numbers_is_named_and_expires(tmp_path:
             pass
 
 
-def test_a_part_that_lands_after_a_takeover_is_left_out_then_set_aside(tmp_path: Path, monkeypatch) -> None:
-    """No check can stop a PUT already past it when its holder stalls: the successor fences
-    the displaced token at takeover, so such a late part doubles no key."""
+@contextlib.contextmanager
+def _displaced(tmp_path: Path) -> Iterator[tuple[RecordStore, RunLease, RecordStore]]:
+    """A holder on an object store that wrote one record, then stalled past its TTL (its
+    heartbeat stopped, the process lives on), and a successor that took its lease over:
+    (the holder's store, the holder, the successor's store)."""
     store = _run_store(tmp_path, "object store")
     holder = RunLease(store, ttl=0.5, settle=0.05)
     with holder.hold():
@@ -288,15 +292,22 @@ def test_a_part_that_lands_after_a_takeover_is_left_out_then_set_aside(tmp_path:
         time.sleep(0.6)
         successor_store = _run_store(tmp_path, "object store")
         with RunLease(successor_store, ttl=0.5, settle=0.05).hold():
-            monkeypatch.setattr(store, "check_lease", lambda read=True: None)  # ...after its last check
-            late = store.append(_records(1))  # its PUT lands now
-            assert successor_store.count() == 1  # the record written before the takeover only
-            assert [path for path, _ in successor_store.skipped_parts] == [late]
-            assert "taken over" in successor_store.skipped_parts[0][1]
-            successor_store.append(_records(1))  # the successor computes that key itself
-            assert successor_store.count() == 2 and successor_store.duplicate_keys().is_empty()
-            moved = successor_store.quarantine()
-            assert [Path(p).parent.name for p, _ in moved] == ["quarantine"]
+            yield store, holder, successor_store
+
+
+def test_a_part_that_lands_after_a_takeover_is_left_out_then_set_aside(tmp_path: Path, monkeypatch) -> None:
+    """No check can stop a PUT already past it when its holder stalls: the successor fences
+    the displaced token at takeover, so such a late part doubles no key."""
+    with _displaced(tmp_path) as (store, _, successor_store):
+        monkeypatch.setattr(store, "check_lease", lambda read=True: None)  # ...after its last check
+        late = store.append(_records(1))  # its PUT lands now
+        assert successor_store.count() == 1  # the record written before the takeover only
+        assert [path for path, _ in successor_store.skipped_parts] == [late]
+        assert "taken over" in successor_store.skipped_parts[0][1]
+        successor_store.append(_records(1))  # the successor computes that key itself
+        assert successor_store.count() == 2 and successor_store.duplicate_keys().is_empty()
+        moved = successor_store.quarantine()
+        assert [Path(p).parent.name for p, _ in moved] == ["quarantine"]
 
 
 def test_a_displaced_holders_late_lease_write_neither_stops_its_successor_nor_lets_it_write_on(
@@ -305,21 +316,13 @@ def test_a_displaced_holders_late_lease_write_neither_stops_its_successor_nor_le
     (heartbeat or re-claim) writes it over its successor's verified claim when resumed (2 of
     3 stall trials on a real S3 API): the successor claims the lease back, and the displaced
     holder, which finds its token fenced, stops; every part it would write is left out."""
-    store = _run_store(tmp_path, "object store")
-    holder = RunLease(store, ttl=0.5, settle=0.05)
-    with holder.hold():
-        store.append(_records(0))
-        holder._stop.set()  # the holder stalls...
-        holder._beat.join()
-        time.sleep(0.6)
-        successor_store = _run_store(tmp_path, "object store")
-        with RunLease(successor_store, ttl=0.5, settle=0.05).hold():
-            holder._write(holder.path, holder._document())  # ...and its lease write lands late
-            holder._renewed = holder._clock()  # as if that write had renewed it
-            successor_store.append(_records(1))  # not LeaseLost: the late write is its fenced holder's
-            with pytest.raises(LeaseLost, match="taken over"):
-                store.append(_records(2))
-            assert successor_store.count() == 2 and successor_store.duplicate_keys().is_empty()
+    with _displaced(tmp_path) as (store, holder, successor_store):
+        holder._write(holder.path, holder._document())  # ...and its lease write lands late
+        holder._renewed = holder._clock()  # as if that write had renewed it
+        successor_store.append(_records(1))  # not LeaseLost: the late write is its fenced holder's
+        with pytest.raises(LeaseLost, match="taken over"):
+            store.append(_records(2))
+        assert successor_store.count() == 2 and successor_store.duplicate_keys().is_empty()
 
 
 def test_a_part_half_written_when_its_holder_stalled_is_not_let_in_by_the_fence(tmp_path: Path) -> None:
