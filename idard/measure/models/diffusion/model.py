@@ -43,7 +43,8 @@ from idard.measure.weights import WeightsNotFound, resolve_weights
 if TYPE_CHECKING:
     import torch
 
-    from idard.measure.models.diffusion import checkpoint, sampler, schedules
+    from idard.measure.models.diffusion import checkpoint, sampler
+    from idard.measure.models.diffusion import schedule as schedules
 else:  # imported on first use: naming, listing and validating the plug-in needs no torch
     torch = lazy_import("torch")
     checkpoint = lazy_import("idard.measure.models.diffusion.checkpoint")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +151,24 @@ class DCGANFaces(TorchGenerator):
 HELD_OUT_FACE_SEEDS = 1_000_000
 
 
+def initial_state(
+    generator: LatentGenerator, seeds: Sequence[int], device: torch.device | str
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Latents (N, layers, dim) and noise maps, each sample's from its own seed (on the CPU,
+    so a sample is the same on any device): latent first, then the noise maps in order."""
+    latents, noises = [], []
+    for seed in seeds:
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        latents.append(torch.randn((generator.layers, generator.dim), generator=gen))
+        noises.append([torch.randn(shape, generator=gen) for shape in generator.noise_shapes()])
+    latent = torch.stack(latents).to(device)
+    noise = [torch.stack([n[i] for n in noises]).to(device) for i in range(len(generator.noise_shapes()))]
+    return latent, noise
+
+
 def generate_faces(generator: LatentGenerator, seeds: range) -> torch.Tensor:
     """One image per seed, (N, 3, R, R) in [0, 1]; each from its own seeded N(0, I) latent,
-    drawn as PULSE draws a start (`optimize.initial_state`) but from held-out seeds."""
-    from idard.measure.models.pulse.optimize import initial_state
-
+    drawn as PULSE draws a start (`initial_state`) but from held-out seeds."""
     latent, noise = initial_state(generator, list(seeds), "cpu")
     with torch.no_grad():
         return generator.synthesize(generator.latent_in(latent), noise).clamp(0, 1)

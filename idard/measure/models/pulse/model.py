@@ -17,10 +17,11 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from idard.measure.lazy import lazy_import
 from idard.measure.models.base import MODELS, ModelRuntime, Samples, sha256_file
+from idard.measure.models.pulse.stop import StopRule
 from idard.measure.registry import Plugin, SpecError
 from idard.measure.weights import resolve_weights
 
@@ -33,9 +34,6 @@ else:  # imported on first use: naming, listing and validating the plug-in needs
     generators = lazy_import("idard.measure.models.pulse.generators")
     optimize = lazy_import("idard.measure.models.pulse.optimize")
 
-#: PULSE's stopping rule (see `idard.measure.models.pulse.optimize`): a parameter, so it
-#: lives with the plug-in's parameters.
-StopRule = Literal["reference", "first-hit"]
 
 GENERATORS = ("dcgan-faces", "stylegan-ffhq")
 

@@ -40,8 +40,8 @@ from collections.abc import Sequence
 import torch
 
 from idard.measure.models.pulse.downsample import bicubic_downsample
-from idard.measure.models.pulse.generators import LatentGenerator
-from idard.measure.models.pulse.model import StopRule  # a parameter's type: it lives with the plug-in
+from idard.measure.models.pulse.generators import LatentGenerator, initial_state  # noqa: F401  (initial_state: its old home)
+from idard.measure.models.pulse.stop import StopRule
 
 #: ``reference``: all steps, last image, converged = min L2 <= eps (PULSE.py 134-179);
 #: ``first-hit``: stop at the first step with L2 <= eps and return that image.
@@ -100,21 +100,6 @@ def geocross(latent_in: torch.Tensor) -> torch.Tensor:
 
 def _radius(t: torch.Tensor) -> torch.Tensor:
     return (t.pow(2).sum(tuple(range(2, t.ndim)), keepdim=True) + 1e-9).sqrt()
-
-
-def initial_state(
-    generator: LatentGenerator, seeds: Sequence[int], device: torch.device | str
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Latents (N, layers, dim) and noise maps, each sample's from its own seed (on the CPU,
-    so a sample is the same on any device): latent first, then the noise maps in order."""
-    latents, noises = [], []
-    for seed in seeds:
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        latents.append(torch.randn((generator.layers, generator.dim), generator=gen))
-        noises.append([torch.randn(shape, generator=gen) for shape in generator.noise_shapes()])
-    latent = torch.stack(latents).to(device)
-    noise = [torch.stack([n[i] for n in noises]).to(device) for i in range(len(generator.noise_shapes()))]
-    return latent, noise
 
 
 def invert(
