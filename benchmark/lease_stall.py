@@ -108,7 +108,7 @@ def writer(run: Path | str, name: str, keys: int, ttl: float, settle: float, pau
     """One writer: hold the lease, write each missing key as its own part."""
     import polars as pl
 
-    from idard.bench.lease import LeaseLost, RunLease
+    from idard.bench.store.lease import LeaseLost, RunLease
 
     store = open_store(run, latency)
     try:

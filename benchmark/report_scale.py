@@ -174,8 +174,8 @@ def measure_collect(run_dir: Path) -> dict:
 def measure_plan(run_dir: Path) -> dict:
     """What planning costs on the store side: list the parts, then subtract the keys held
     from every key of the suite (``grid.json``: what the suite lists), as
-    `idard.bench.plan.make_plan` does (`missing_keys`)."""
-    from idard.bench.plan import missing_keys
+    `idard.bench.run.plan.make_plan` does (`missing_keys`)."""
+    from idard.bench.run.plan import missing_keys
     from idard.bench.store import RecordStore
     from idard.measure.records import KEY_COLUMNS
 
@@ -196,7 +196,7 @@ def measure_compact(run_dir: Path) -> dict:
     """`idard-bench compact` on the run directory."""
     import dataclasses
 
-    from idard.bench.compact import compact
+    from idard.bench.store.compact import compact
     from idard.bench.store import RecordStore
 
     result = compact(RecordStore(run_dir))

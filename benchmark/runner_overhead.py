@@ -26,12 +26,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from idard.bench.jobs import run_suite
-from idard.bench.plan import make_plan
-from idard.bench.runner import RunOptions
+from idard.bench.run.jobs import run_suite
+from idard.bench.run.plan import make_plan
+from idard.bench.run.runner import RunOptions
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
-from idard.bench.worker import Worker
+from idard.bench.run.worker import Worker
 
 RESULTS = Path(__file__).parent / "results"
 

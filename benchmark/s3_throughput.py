@@ -37,9 +37,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests/s3server.py: the loopback S3 server of the test suite
 
-from idard.bench.compact import compact  # noqa: E402
-from idard.bench.plan import make_plan  # noqa: E402
-from idard.bench.sources import ImageRef  # noqa: E402
+from idard.bench.store.compact import compact  # noqa: E402
+from idard.bench.run.plan import make_plan  # noqa: E402
+from idard.bench.suite.sources import ImageRef  # noqa: E402
 from idard.bench.store import RecordStore  # noqa: E402
 from idard.bench.suite import Suite, parse_suite  # noqa: E402
 from idard.measure.records import RECORD_SCHEMA  # noqa: E402

@@ -2,11 +2,11 @@
 
 A `ray.cluster_utils.Cluster` is started on this machine with several nodes that declare
 fake GPUs, and a real suite (real images, downscalers, the ``latency`` model, PSNR) runs
-through the real runner: `idard.bench.plan.make_plan`, `idard.bench.runner.execute` with
+through the real runner: `idard.bench.run.plan.make_plan`, `idard.bench.run.runner.execute` with
 its bounded in-flight queue, resubmission and single writer, and a real `RecordStore`.
 
 What is simulated is the device. Each actor is a `LatencyWorker`: it takes a work unit
-and the image bytes from the object store exactly as `idard.bench.worker.Worker` does,
+and the image bytes from the object store exactly as `idard.bench.run.worker.Worker` does,
 sleeps ``ms`` per SR sample (the ``latency`` model's cost, a device keeping its host
 thread waiting) and returns the unit's records. It does not import torch: a torch import
 costs each process some 290 MB of private memory, so 64 real workers need 20 GB, and this
@@ -16,7 +16,7 @@ actor imports the suite module and with it torch. Everything the driver does is 
 
 Weak scaling: each configuration gets ``--units-per-actor`` units per actor, so the ideal
 time is the same at every size: units_per_actor x samples_per_unit x ms. The actors are
-started first (`idard.bench.runner.start_workers`) and the clock starts once every one has
+started first (`idard.bench.run.runner.start_workers`) and the clock starts once every one has
 answered: here 64 actor processes share 2 cores and come up one by one over tens of
 seconds, which on a real cluster (each node starting its own actors on its own CPUs, in
 parallel) would not happen, and with the runner using each actor as it answers, the
@@ -60,7 +60,7 @@ METRIC = "psnr"
 
 class LatencyWorker:
     """A worker whose device is a sleep: same constructor, ``info`` and ``run`` as
-    `idard.bench.worker.Worker`, records of the same schema, no torch."""
+    `idard.bench.run.worker.Worker`, records of the same schema, no torch."""
 
     def __init__(self, threads: int | None = None, max_batch: int = 64, **_: Any) -> None:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -148,8 +148,8 @@ def make_images(folder: Path, count: int) -> None:
 def run_config(work: Path, actors: int, units_per_actor: int, ms: float, seeds: int, in_flight: int,
                kill_node=None) -> dict:
     """One weak-scaling point: ``actors`` x ``units_per_actor`` units through the runner."""
-    from idard.bench.plan import make_plan
-    from idard.bench.runner import RunOptions, execute, start_workers
+    from idard.bench.run.plan import make_plan
+    from idard.bench.run.runner import RunOptions, execute, start_workers
     from idard.bench.store import RecordStore
     from idard.bench.suite import load_suite
 
@@ -238,7 +238,7 @@ def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from idard.bench.plan import WorkUnit
+    from idard.bench.run.plan import WorkUnit
 
     # on a loaded 2-core machine a node's agents can take more than Ray's default to start
     for name, value in (("RAY_agent_register_timeout_ms", "300000"), ("RAY_raylet_start_wait_time_s", "300"),

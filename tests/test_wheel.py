@@ -40,7 +40,7 @@ def test_the_installed_package_finds_its_suite_from_any_folder(wheel: Path, tmp_
                    check=True, capture_output=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = ("import idard, idard.bench.jobs as j; from idard.bench.suite import load_suite; "
+    code = ("import idard, idard.bench.run.jobs as j; from idard.bench.suite import load_suite; "
             "s = load_suite(j.default_suite()); print(idard.__file__); print(j.default_suite()); print(s.name, s.models)")
     done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True,
                           env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}, check=False)

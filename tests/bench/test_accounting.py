@@ -15,13 +15,13 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from idard.bench import jobs
-from idard.bench.plan import ChangedInputError, make_plan
-from idard.bench.runner import RunOptions
-from idard.bench.sources import list_images
+from idard.bench.run import jobs
+from idard.bench.run.plan import ChangedInputError, make_plan
+from idard.bench.run.runner import RunOptions
+from idard.bench.suite.sources import list_images
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
-from idard.bench.worker import Worker
+from idard.bench.run.worker import Worker
 from idard.measure.records import RECORD_SCHEMA
 from idard.measure.statistics import ida_rd_table
 from idard import __version__
@@ -110,8 +110,8 @@ def test_a_re_run_reads_only_the_files_that_changed(project: Path, monkeypatch: 
     cache while a file's fingerprint is unchanged: a resume does not read 50 GB."""
     import os
 
-    from idard.bench.plan import HASH_CACHE, changed_images
-    from idard.bench.sources import ImageRef
+    from idard.bench.run.plan import HASH_CACHE, changed_images
+    from idard.bench.suite.sources import ImageRef
 
     _compute(project / "suite.yaml", project / "run")
     store = RecordStore(project / "run")
@@ -139,7 +139,7 @@ def test_a_same_size_rewrite_with_its_mtime_set_back_is_hashed_again(project: Pa
     A rewrite changes the file's ctime, which no user can set back."""
     import os
 
-    from idard.bench.plan import changed_images
+    from idard.bench.run.plan import changed_images
 
     _compute(project / "suite.yaml", project / "run")
     store = RecordStore(project / "run")

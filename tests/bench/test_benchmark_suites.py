@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from idard.bench.checks import parse_checks
+from idard.bench.suite.checks import parse_checks
 from idard.bench.suite import SuiteError, load_suite
 from idard.measure.downscalers import DOWNSCALERS
 from idard.measure.models import MODELS

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from idard.bench.checks import CheckError, evaluate_checks, parse_checks, summary_lines
+from idard.bench.suite.checks import CheckError, evaluate_checks, parse_checks, summary_lines
 from idard.bench.suite import SuiteError, load_suite
 
 SUITE = "images: [bundled:held-out]\ndownscalers: [bicubic, bilinear, nearest, 'blur(sigma=1)', 'blur(sigma=2)']\n" \
@@ -141,7 +141,7 @@ def test_the_run_directorys_suite_copy_goes_through_the_bounded_loader(tmp_path:
     s += "], &l3 [" + ", ".join(["*l2"] * 16) + "], [" + ", ".join(["*l3"] * 13) + "]]"
     run = _run_dir_with_copy(tmp_path, f"name: bomb\nchecks: [{{ranks_above: {{a: x, b: y, scale: {s}}}}}]\n")
     said = run_guarded(f"""
-from idard.bench.checks import CheckError, checks_of_run
+from idard.bench.suite.checks import CheckError, checks_of_run
 try:
     _report(repr(checks_of_run({run!r})))
 except CheckError as exc:
@@ -157,7 +157,7 @@ except CheckError as exc:
     ("name: x\nchecks: [[a, b]]\n", "suite.yaml: key 'checks[0]': must be a mapping with one key"),
 ])
 def test_a_broken_suite_copy_is_one_line_naming_it(tmp_path: Path, text: str, says: str) -> None:
-    from idard.bench.checks import checks_of_run
+    from idard.bench.suite.checks import checks_of_run
 
     run = _run_dir_with_copy(tmp_path, text)
     with pytest.raises(CheckError) as refused:

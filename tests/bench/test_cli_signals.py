@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from idard.bench.lease import LEASE_NAME
+from idard.bench.store.lease import LEASE_NAME
 from idard.bench.store import RecordStore
 from tests.bench.conftest import write_crops, write_suite
 

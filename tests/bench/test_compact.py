@@ -1,4 +1,4 @@
-"""Specifications of `idard.bench.compact`: few large parts, every record exactly once,
+"""Specifications of `idard.bench.store.compact`: few large parts, every record exactly once,
 whenever the compaction is killed."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from idard.bench import compact as compaction
+from idard.bench.store import compact as compaction
 from idard.bench.store import RecordStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,7 +95,7 @@ def test_a_parts_listing_never_holds_a_record_twice_at_any_step(tmp_path: Path, 
 
 
 def test_killed_compaction_processes_never_lose_or_duplicate_a_record(tmp_path: Path) -> None:
-    """A real `python -m idard.bench.compact` process, SIGKILLed at random moments while the
+    """A real `python -m idard.bench.store.compact` process, SIGKILLed at random moments while the
     run keeps adding parts: after every kill the store holds every record exactly once."""
     rng = random.Random(16)
     store = _store_with_parts(tmp_path, 150)
@@ -103,7 +103,7 @@ def test_killed_compaction_processes_never_lose_or_duplicate_a_record(tmp_path: 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for round_ in range(4):
         files = set(os.listdir(tmp_path / "records"))
-        process = subprocess.Popen([sys.executable, "-m", "idard.bench.compact", str(tmp_path), "0.04"], env=env,
+        process = subprocess.Popen([sys.executable, "-m", "idard.bench.store.compact", str(tmp_path), "0.04"], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while set(os.listdir(tmp_path / "records")) == files and time.monotonic() < deadline:
@@ -121,7 +121,7 @@ def test_killed_compaction_processes_never_lose_or_duplicate_a_record(tmp_path: 
         total += 20 * 20
         _assert_sound(store, total)
     assert killed >= 2
-    done = subprocess.run([sys.executable, "-m", "idard.bench.compact", str(tmp_path)], env=env, check=True,
+    done = subprocess.run([sys.executable, "-m", "idard.bench.store.compact", str(tmp_path)], env=env, check=True,
                           stdout=subprocess.PIPE, text=True)
     assert json.loads(done.stdout)["parts_after"] == 1
     _assert_sound(store, total)
@@ -203,11 +203,11 @@ def test_a_manifest_that_is_not_one_is_named_in_one_line_and_set_aside(tmp_path:
 
 
 def test_compaction_from_the_command_line_holds_the_lease(tmp_path: Path) -> None:
-    from idard.bench.lease import RunLease
+    from idard.bench.store.lease import RunLease
 
     store = _store_with_parts(tmp_path, 12)
     with RunLease(RecordStore(tmp_path)).hold():
-        done = subprocess.run([sys.executable, "-m", "idard.bench.compact", str(tmp_path), "0.05"],
+        done = subprocess.run([sys.executable, "-m", "idard.bench.store.compact", str(tmp_path), "0.05"],
                               env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
     assert done.returncode != 0 and "in use by another run" in done.stderr, done.stderr
     assert len(store.parts()) == 12

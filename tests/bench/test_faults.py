@@ -20,8 +20,8 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from idard.bench.jobs import run_suite
-from idard.bench.runner import RunOptions
+from idard.bench.run.jobs import run_suite
+from idard.bench.run.runner import RunOptions
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
 from idard.measure.records import KEY_COLUMNS

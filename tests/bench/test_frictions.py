@@ -39,7 +39,7 @@ def test_upscale_says_that_a_file_like_out_becomes_a_folder(tmp_path: Path) -> N
 
 
 def test_progress_lines_in_a_log_keep_the_per_worker_rates() -> None:
-    from idard.bench.progress import RunProgress
+    from idard.bench.run.progress import RunProgress
 
     out = io.StringIO()
     progress = RunProgress(Console(file=out, width=200, force_terminal=False), every=0.0)

@@ -14,7 +14,7 @@ import yaml
 from idard.bench.report.grid import GridOptions
 from idard.bench.report.page import write_html_report
 from idard.bench.report.reduce import build_report, scan_records
-from idard.bench.report.scope import SUITE_COPY_HEADER
+from idard.bench.suite.scope import SUITE_COPY_HEADER
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
 from idard.measure.evaluate import evaluate

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from idard.bench.plan import make_plan
+from idard.bench.run.plan import make_plan
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
-from idard.bench.worker import Worker
+from idard.bench.run.worker import Worker
 from idard.measure.models.embedded import TINY_4X_WEIGHTS
 from tests.bench.conftest import write_crops
 
@@ -103,7 +103,7 @@ def test_run_directories_with_old_path_ids_are_noticed_and_migrated(tmp_path: Pa
     """idard 0.1.0 wrote absolute paths into ids: a run says so, `migrate` rewrites them."""
     import polars as pl
 
-    from idard.bench.migrate import legacy_notice, migrate
+    from idard.bench.store.migrate import legacy_notice, migrate
     from idard.measure.records import RECORD_SCHEMA
 
     (tmp_path / "lr_x4").mkdir()

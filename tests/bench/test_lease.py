@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from idard.bench.lease import LEASE_NAME, LeaseHeld, LeaseLost, RunLease
+from idard.bench.store.lease import LEASE_NAME, LeaseHeld, LeaseLost, RunLease
 from idard.bench.store import RecordStore, StoreWriteError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,7 +157,7 @@ def test_a_holder_whose_heartbeat_stalled_past_its_ttl_writes_nothing_once_a_suc
 
 _CLAIMANT = """
 import sys, time
-from idard.bench.lease import LeaseHeld, RunLease
+from idard.bench.store.lease import LeaseHeld, RunLease
 from idard.bench.store import RecordStore
 run, remote, seconds = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
 store = RecordStore(run)
@@ -241,7 +241,7 @@ def test_two_claimants_racing_for_a_free_object_store_lease_only_one_proceeds(tm
 # ---------------------------------------------------------------- what a lease file may claim
 
 def test_a_heartbeat_in_the_future_blocks_only_until_its_file_is_older_than_the_ttl(tmp_path: Path) -> None:
-    from idard.bench.lease import MAX_CLOCK_SKEW
+    from idard.bench.store.lease import MAX_CLOCK_SKEW
 
     _holder(tmp_path, host="elsewhere", pid=1, heartbeat=time.time() + 1e12)
     with pytest.raises(LeaseHeld) as held:  # fresh: held, and the message says what is odd
@@ -254,7 +254,7 @@ def test_a_heartbeat_in_the_future_blocks_only_until_its_file_is_older_than_the_
 
 
 def test_a_lease_cannot_claim_a_ttl_longer_than_the_bound(tmp_path: Path) -> None:
-    from idard.bench.lease import MAX_TTL
+    from idard.bench.store.lease import MAX_TTL
 
     _holder(tmp_path, host="elsewhere", pid=1, ttl=1e15, heartbeat=time.time() - MAX_TTL - 1)
     with RunLease(RecordStore(tmp_path)).hold():

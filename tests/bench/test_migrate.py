@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from idard.bench.cli import app
-from idard.bench.lease import LeaseHeld, RunLease
-from idard.bench.migrate import legacy_ids, migrate
+from idard.bench.store.lease import LeaseHeld, RunLease
+from idard.bench.store.migrate import legacy_ids, migrate
 from idard.bench.store import RecordStore
 from idard.measure.records import RECORD_SCHEMA
 

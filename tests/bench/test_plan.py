@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from idard.bench.plan import StaleRecordsError, make_plan, missing_keys
-from idard.bench.sources import ImageRef
+from idard.bench.run.plan import StaleRecordsError, make_plan, missing_keys
+from idard.bench.suite.sources import ImageRef
 from idard.bench.store import RecordStore
 from idard.bench.suite import parse_suite
 from idard.measure.records import RECORD_SCHEMA

@@ -15,14 +15,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from idard.bench import jobs
+from idard.bench.run import jobs
 from idard.bench.cli import app
-from idard.bench.plan import make_plan
-from idard.bench.runner import RunOptions
-from idard.bench.sources import list_images
+from idard.bench.run.plan import make_plan
+from idard.bench.run.runner import RunOptions
+from idard.bench.suite.sources import list_images
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
-from idard.bench.worker import Worker
+from idard.bench.run.worker import Worker
 from tests.bench.conftest import write_crops
 
 runner = CliRunner()

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from rich.console import Console
 
-from idard.bench.jobs import run_suite, suite_status
-from idard.bench.runner import RunOptions
+from idard.bench.run.jobs import run_suite, suite_status
+from idard.bench.run.runner import RunOptions
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
 from idard.measure.records import KEY_COLUMNS
@@ -100,9 +100,9 @@ def test_records_equal_the_in_process_evaluation(base_run: Path) -> None:
 def test_a_warm_pool_serves_several_plans_and_outlives_them(photo_dir: Path) -> None:
     """Workers started once (`start_workers`) compute two suites' plans with their models
     loaded once, and are left running for the caller, who owns them."""
-    from idard.bench.plan import make_plan
-    from idard.bench.progress import RunProgress
-    from idard.bench.runner import execute, start_workers
+    from idard.bench.run.plan import make_plan
+    from idard.bench.run.progress import RunProgress
+    from idard.bench.run.runner import execute, start_workers
 
     options = RunOptions(workers=1)
     first = make_plan(load_suite(write_suite(photo_dir, ["bicubic"], samples=1)), RecordStore(photo_dir / "a"))
@@ -124,9 +124,9 @@ def test_a_warm_pool_serves_several_plans_and_outlives_them(photo_dir: Path) -> 
 def test_progress_in_a_log_moves_per_batch_with_per_worker_rates_and_writes_each_key_once(photo_dir: Path) -> None:
     """max_batch 2 with 2 seeds: one LR image per model call, so each image (4 records) is
     two units of 2 records, and the log moves every 2 records, not every image."""
-    from idard.bench.plan import make_plan
-    from idard.bench.progress import RunProgress
-    from idard.bench.runner import execute
+    from idard.bench.run.plan import make_plan
+    from idard.bench.run.progress import RunProgress
+    from idard.bench.run.runner import execute
 
     suite_path = write_suite(photo_dir, ["bicubic", "nearest"])
     suite_path.write_text(suite_path.read_text() + "max_batch: 2\n")

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from idard.bench.jobs import run_suite
-from idard.bench.plan import make_plan
-from idard.bench.progress import RunProgress
-from idard.bench.runner import RunOptions, execute
+from idard.bench.run.jobs import run_suite
+from idard.bench.run.plan import make_plan
+from idard.bench.run.progress import RunProgress
+from idard.bench.run.runner import RunOptions, execute
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
 from idard.measure.models.embedded import TINY_4X_WEIGHTS

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from idard.bench.sources import DANGLING, NOT_A_FILE, SAME_FILE, SourceError, list_images, scan_sources
+from idard.bench.suite.sources import DANGLING, NOT_A_FILE, SAME_FILE, SourceError, list_images, scan_sources
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from idard.bench.subset import (IDEAL_ENTROPY, LabelsError, Labelled, Statistics, age_group, draw_subset,
+from idard.bench.suite.subset import (IDEAL_ENTROPY, LabelsError, Labelled, Statistics, age_group, draw_subset,
                                 joint_entropy, quotas, read_labels)
 
 
@@ -110,7 +110,7 @@ def test_a_labels_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
 def test_image_names_from_labels_stay_inside_the_images_folder(tmp_path: Path, hostile: str) -> None:
     """``subset --copy-to`` copied a label row ``../../../etc/passwd`` or ``/etc/hostname``
     into the subset folder."""
-    from idard.bench.subset import copy_images
+    from idard.bench.suite.subset import copy_images
 
     secret = tmp_path / "secret.txt"
     secret.write_text("not an image of the dataset")
@@ -125,7 +125,7 @@ def test_image_names_from_labels_stay_inside_the_images_folder(tmp_path: Path, h
 
 
 def test_image_names_may_name_subfolders_and_omit_the_suffix(tmp_path: Path) -> None:
-    from idard.bench.subset import copy_images
+    from idard.bench.suite.subset import copy_images
 
     images = tmp_path / "images"
     (images / "00000").mkdir(parents=True)

@@ -19,11 +19,11 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from idard.bench.checks import evaluate_checks, parse_checks
+from idard.bench.suite.checks import evaluate_checks, parse_checks
 from idard.bench.cli import app
 from idard.bench.report.validity import card_html, read_card, render_markdown, validity_section
 from idard.bench.store import RecordStore
-from idard.bench.validity import (
+from idard.bench.run.validity import (
     FAIL, INCONCLUSIVE, INVALID, PASS, UNDECIDED, VALID, Size, Thresholds, build_card, paper_validation,
     probe_image, run_probe, stability, stochasticity, validity_suite, verdict, Criterion,
 )

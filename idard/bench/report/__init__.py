@@ -2,18 +2,19 @@
 
 * `reduce`: the run directory's records -> `Report` (the IDA-RD table and paired
   differences), in bounded memory.
-* `scope`: which keys a report reduces (the run's suite's, by default) and whose folder
-  it may write into.
 * `model`: `Report` -> `TableModel` s, the one description of a table (rows, order,
   labels, columns, notes, banner, settings, scope) that every surface renders.
+* `views`: one table shown as itself (terminal table, plain text, HTML), below the model.
 * `tables`: the terminal, Markdown, CSV, Parquet and JSON renderings, and writing them.
 * `page`: the self-contained HTML page (tables, charts, ladders).
 * `samples`: records recomputed on the worker's path, with their pixels (the one recomputation).
 * `grid`: the supplement's Figure 3 for the page, from `samples`.
 * `explain`: one record recomputed by hand (``idard-bench explain``).
 
-Arrows go one way: this room reads the store (`idard.bench.store`) and the measure
-(`idard.measure`); nothing below it imports it.
+Which keys a report reduces is the suite room's (`idard.bench.suite.scope`): the run
+writes them, the report reads them. Arrows go one way: this room reads the run room (the
+worker, to recompute samples), the suite and store rooms and `idard.measure`; only the
+command line (`idard.bench.cli`) imports it.
 """
 
 from idard.bench.report.model import (

@@ -56,8 +56,9 @@ def _resolve(records: pl.LazyFrame, image: str, downscaler: str, seed: int, mode
              metrics: list[str] | None) -> tuple[str, str, list[str]]:
     """The record key's model and metrics, the downscaler in its record spelling; errors
     say what the run holds instead."""
-    from idard.bench.checks import _canonical
-    from idard.bench.fullref import PREFIX
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.checks import _canonical
+    from idard.bench.suite.reference import PREFIX
 
     held = records.filter(pl.col("image") == image).select("downscaler", "model", "metric", "seed").unique().collect()
     if held.is_empty():
@@ -93,6 +94,7 @@ def _colour(diff: np.ndarray, top: float) -> np.ndarray:
 
 
 def _write(found: ImageSamples, downscaler: str, seed: int, out: Path) -> tuple[dict[str, Path], float]:
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.images import save_image
 
     files: dict[str, Path] = {}
@@ -150,6 +152,7 @@ def explanation_lines(done: Explanation) -> list[str]:
                      + (f" (difference.png: |SR - HR| mean over R, G, B, black 0 to white-yellow "
                         f"{done.difference_max:.4f})" if "difference" in done.files else ""))
     if found.hr is not None and "sr" in done.files:
+        # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
         from idard.measure.images import is_8bit_grid
 
         if is_8bit_grid(found.hr):

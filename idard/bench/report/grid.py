@@ -69,7 +69,8 @@ class Crop:
 # ------------------------------------------------------------------------ choices
 
 def _model_and_metric(table: pl.DataFrame) -> tuple[str | None, str | None]:
-    from idard.bench.fullref import PREFIX
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.reference import PREFIX
 
     models = [m for m in table["model"].unique(maintain_order=True).to_list() if not str(m).startswith(PREFIX)]
     if not models:
@@ -90,7 +91,8 @@ def _default_downscalers(table: pl.DataFrame, model: str, limit: int) -> list[st
 def _choose(records: pl.LazyFrame, table: pl.DataFrame, model: str, metric: str,
             options: GridOptions) -> tuple[list[str], list[str], list[int], list[str]]:
     """Images, downscalers and seeds to show, and notes on asked-for ones the run lacks."""
-    from idard.bench.checks import _canonical
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.checks import _canonical
 
     scored = records.filter((pl.col("model") == model) & (pl.col("metric") == metric))
     notes: list[str] = []
@@ -162,6 +164,7 @@ def _crop_for(found: ImageSamples, scale: int, options: GridOptions) -> Crop:
 def _png(pixels: np.ndarray) -> str:
     from PIL import Image
 
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.images import to_uint8
 
     buffer = io.BytesIO()
@@ -179,6 +182,7 @@ def _overview(hr: np.ndarray, crop: Crop, width: int = 240) -> str:
     """The whole HR image, small, with the crop outlined."""
     from PIL import Image, ImageDraw
 
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.images import to_uint8
 
     image = Image.fromarray(to_uint8(hr))
@@ -313,7 +317,8 @@ def _errors_html(errors: pl.DataFrame) -> str:
 def _cache_folder(run_dir: str) -> Path | None:
     """Where recomputed samples are kept between reports: beside the records of a run on
     this disk (none for an object-store run)."""
-    from idard.bench.store import is_uri
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.store.records import is_uri
 
     return None if is_uri(str(run_dir)) else Path(str(run_dir)) / "cache" / "samples"
 

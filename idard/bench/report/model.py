@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 import polars as pl
+
+from idard.bench.report.views import table_html, text
 
 #: The embedded models: trained by idard for smoke runs, never for numbers to publish.
 EMBEDDED_MODELS = ("srflow-tiny-4x", "resshift-tiny-4x")
@@ -111,13 +114,9 @@ class TableModel:
                 "notes": list(self.notes)}
 
     def __str__(self) -> str:
-        from idard.bench.report.tables import text
-
         return text(self)
 
     def _repr_html_(self) -> str:  # Jupyter
-        from idard.bench.report.page import table_html
-
         return table_html(self)
 
 
@@ -161,6 +160,7 @@ PAIRED_COLUMNS = (
 def _model_labels(ids: list[str]) -> dict[str, str]:
     """Model labels as for downscalers; the model registry (and torch) is only imported
     when two models of one family share a table."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.registry import SpecError, parse_spec
 
     families: dict[str, int] = {}
@@ -172,6 +172,7 @@ def _model_labels(ids: list[str]) -> dict[str, str]:
         families[family] = families.get(family, 0) + 1
     if all(n < 2 for n in families.values()):
         return {}
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.models import MODELS
 
     return MODELS.labels(ids)
@@ -180,6 +181,7 @@ def _model_labels(ids: list[str]) -> dict[str, str]:
 def downscaler_labels(table: pl.DataFrame, paired: pl.DataFrame | None = None) -> dict[str, str]:
     """Each downscaler id of a report's tables -> its label (`Registry.labels`): what the
     tables, the charts and the sample grid all call it."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.downscalers import DOWNSCALERS
 
     frames = [f for f in (table, paired) if f is not None]
@@ -266,6 +268,23 @@ def smoke_banner(model_ids: Sequence[str]) -> str | None:
 
 # ------------------------------------------------------------------------ the models
 
+#: The columns an adaptive run's tables add (`with_sampling`).
+SAMPLING_COLUMNS = (Column("k_drawn", "K"), Column("sampling", "sampling stopped", align="left"))
+
+
+def with_sampling(frame: pl.DataFrame, report) -> tuple[pl.DataFrame, tuple[Column, ...], str | None]:
+    """An adaptive run's K per group and why sampling stopped, joined to a table by its
+    ids (before labels), with the columns to show and the rule's note; a fixed-K run's
+    table unchanged."""
+    if getattr(report, "sampling", None) is None:
+        return frame, (), None
+    decisions, describe = report.sampling
+    keys = [k for k in ("downscaler", "model", "metric") if k in frame.columns]
+    joined = frame.join(decisions.select(*keys, "k_drawn", "sampling").unique(keys, keep="first"), on=keys,
+                        how="left", maintain_order="left")
+    return joined, SAMPLING_COLUMNS, describe or None
+
+
 def _ranked(frame: pl.DataFrame, loss: pl.Expr) -> pl.DataFrame:
     """Within each (model, metric, scale), from least to most information lost."""
     keys = [k for k in GROUP_KEYS if k in frame.columns]
@@ -283,36 +302,55 @@ def _ida_rd_model(report, downscalers: dict[str, str], models: dict[str, str], r
         table = table.with_columns(n_unconverged=pl.lit(0, dtype=pl.Int64))
     higher = pl.col("higher_is_better").fill_null(False)
     table = table.with_columns(better=pl.when(higher).then(pl.lit("higher")).otherwise(pl.lit("lower")))
+    table, sampling_columns, sampling_note = with_sampling(table, report)
     ranked = _ranked(table, pl.when(higher).then(-pl.col("ida_rd")).otherwise(pl.col("ida_rd")))
     rows = _caveats(_with_labels(ranked, downscalers, models), "model_id", report.ci, paired=False)
     unconverged = int(rows["n_unconverged"].fill_null(0).sum())
-    notes = [ci_note(rows.filter(pl.col("ci_few_images"))["n_images"].to_list(), report.ci)]
+    notes = [ci_note(rows.filter(pl.col("ci_few_images"))["n_images"].to_list(), report.ci), sampling_note]
     if unconverged and not report.include_unconverged:
         notes.append(f"{unconverged} unconverged samples are left out of the means (as the reference PULSE drops "
                      "them): a downscaler whose LR the model cannot match keeps only its easy samples. "
                      "Compare with --include-unconverged.")
     return TableModel(
-        name="ida_rd", title=TITLE, columns=_ida_rd_columns(unconverged > 0, report.include_unconverged), rows=rows,
+        name="ida_rd", title=TITLE, columns=_ida_rd_columns(unconverged > 0, report.include_unconverged)[:-1]
+        + sampling_columns + _ida_rd_columns(False, False)[-1:], rows=rows,
         notes=tuple(n for n in notes if n), banner=smoke_banner(rows["model_id"].to_list()),
         reduction=MappingProxyType(reduction), scope=scope)
 
 
 def _paired_model(report, downscalers: dict[str, str], models: dict[str, str], reduction: dict, scope: str
                   ) -> TableModel:
-    from idard.bench.report.tables import paired_name
-
     paired = report.paired
     if "loss_diff" not in paired.columns:  # a frame of `paired_differences` without directions
         paired = paired.with_columns(loss_diff=pl.col("mean_diff"), loss_ci_low=pl.col("ci_low"),
                                      loss_ci_high=pl.col("ci_high"))
+    paired, sampling_columns, sampling_note = with_sampling(paired, report)
     ranked = _ranked(paired, pl.col("loss_diff"))
-    rows = _caveats(_with_labels(ranked, downscalers, models), "model_id", report.ci, paired=True)
-    notes = (ci_note(rows.filter(pl.col("ci_few_images"))["n_images"].to_list(), report.ci),
-             wilcoxon_note(rows["n_images"].to_list()))
+    level = getattr(report, "paired_ci", report.ci)
+    rows = _caveats(_with_labels(ranked, downscalers, models), "model_id", level, paired=True)
+    notes = (ci_note(rows.filter(pl.col("ci_few_images"))["n_images"].to_list(), level),
+             wilcoxon_note(rows["n_images"].to_list()), sampling_note)
     return TableModel(
-        name=paired_name(str(report.baseline or "baseline")), title=PAIRED_TITLE, columns=PAIRED_COLUMNS, rows=rows,
+        name=paired_name(str(report.baseline or "baseline")), title=PAIRED_TITLE,
+        columns=_paired_columns(level) + sampling_columns, rows=rows,
         notes=tuple(n for n in notes if n), banner=smoke_banner(rows["model_id"].to_list()),
         reduction=MappingProxyType(reduction), scope=scope)
+
+
+def ci_label(level: float) -> str:
+    """"95% CI", or the level an interval really has ("98.75% CI")."""
+    return f"{level * 100:.4g}% CI"
+
+
+def _paired_columns(level: float) -> tuple[Column, ...]:
+    """`PAIRED_COLUMNS` with the CI header of ``level`` (an adaptive paired rule's is not 95 %)."""
+    return tuple(dataclasses.replace(c, header=ci_label(level)) if c.name == "loss_ci_low" else c
+                 for c in PAIRED_COLUMNS)
+
+
+def paired_name(baseline: str) -> str:
+    """``paired_vs_<baseline>``: reports against different baselines never replace each other."""
+    return "paired_vs_" + re.sub(r"[^A-Za-z0-9._=-]+", "_", baseline).strip("_")
 
 
 def table_models(report) -> tuple[TableModel, ...]:
@@ -332,6 +370,7 @@ def ida_rd_table(records, *, n_boot: int = 1000, seed: int = 0, include_unconver
     """The IDA-RD table of ``records`` (`idard.evaluate`'s frame, or a run's scan), ranked
     and labelled as ``idard-bench report`` shows it. ``print()`` it for the table;
     ``.rows`` is the Polars frame (numbers unrounded, plug-in ids beside their labels)."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.bench.report.reduce import build_report
 
     report = build_report(records, baseline=None, n_boot=n_boot, seed=seed, include_unconverged=include_unconverged)
@@ -342,6 +381,7 @@ def paired_table(records, baseline: str, *, n_boot: int = 1000, seed: int = 0,
                  include_unconverged: bool = False) -> TableModel:
     """Each downscaler against ``baseline`` on the same images and seeds, as the CLI's
     paired table (positive = loses more information than the baseline)."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.bench.report.reduce import build_report
 
     report = build_report(records, baseline=baseline, n_boot=n_boot, seed=seed,

@@ -34,6 +34,7 @@ import polars as pl
 
 from idard.bench.report.grid import GridOptions, grid_html
 from idard.bench.report.model import CI_MARK, SMOKE_TEST, TableModel, table_models
+from idard.bench.report.views import table_html
 
 
 
@@ -105,12 +106,14 @@ class LadderPlot:
 def _ladders(checks: Sequence[Any], table: pl.DataFrame) -> list[tuple[str, list[str], list[float]]]:
     """(family, downscaler ids, parameters) of the suite's spearman checks, else of the
     paper's ladders whose rungs are all in the table."""
-    from idard.bench.checks import _canonical
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.checks import _canonical
 
     found = [(c.params["family"], [_canonical(d, "downscaler") for d in c.params["downscalers"]],
               list(c.params["parameter"])) for c in checks if c.kind == "spearman"]
     if found:
         return found
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.ladders import PAPER_LADDERS
 
     present = set(table["downscaler"].to_list())
@@ -124,6 +127,7 @@ def _ladders(checks: Sequence[Any], table: pl.DataFrame) -> list[tuple[str, list
 
 def ladder_plots(checks: Sequence[Any], table: pl.DataFrame) -> list[LadderPlot]:
     """IDA-RD against degradation strength per ladder and group, titled with Spearman rho."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.statistics import spearman_ladder
 
     plt = _pyplot()
@@ -167,21 +171,6 @@ td.l,th.l{text-align:left}tr:nth-child(even){background:#f6f6f6}
 
 def _num(value: Any, fmt: str = "{:.4f}") -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
-
-
-def table_html(model: TableModel) -> str:
-    """One table of the report as HTML: its title, banner, scope, rows and notes, exactly
-    the cells the terminal and Markdown show."""
-    anchor = "ida-rd" if model.name == "ida_rd" else "paired"
-    left = [column.align == "left" for column in model.columns]
-    head = "".join(f"<th{' class=l' if l else ''}>{html.escape(c.header)}</th>" for c, l in zip(model.columns, left))
-    rows = "".join("<tr>" + "".join(f"<td{' class=l' if l else ''}>{html.escape(cell)}</td>"
-                                    for cell, l in zip(cells, left)) + "</tr>" for cells in model.cells())
-    banner = f"<p class=banner>{html.escape(model.banner)}</p>" if model.banner else ""
-    scope = f"<p class=note>keys: {html.escape(model.scope)}</p>" if model.scope else ""
-    notes = "".join(f"<p class=note>{html.escape(note)}</p>" for note in model.notes)
-    return (f"<div class=table id={anchor}-table><p class=title>{html.escape(model.title)}</p>{banner}{scope}"
-            f"<table id={anchor}><tr>{head}</tr>{rows}</table>{notes}</div>")
 
 
 def _checks_html(results: Sequence[Any], summary: Sequence[str]) -> str:
@@ -228,10 +217,11 @@ def write_html_report(run_dir: str, report: Any, records: pl.LazyFrame, path: st
     """Write the page for ``report`` (a `idard.bench.report.reduce.Report`) of ``run_dir``; returns
     where. ``path`` defaults to ``report.html`` in the run directory. Its tables are the
     report's `table_models`, as every other format shows them."""
-    from idard.bench.checks import checks_of_run, evaluate_checks, read_run_file, summary_lines
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.checks import checks_of_run, evaluate_checks, read_run_file, summary_lines
     from idard.bench.report.validity import validity_section
-    from idard.bench.safe_yaml import load_yaml
-    from idard.bench.store import RecordStore
+    from idard.bench.suite.safe_yaml import load_yaml
+    from idard.bench.store.records import RecordStore
 
     checks, name = checks_of_run(run_dir)
     results = evaluate_checks(checks, report.table, records)

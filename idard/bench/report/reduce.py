@@ -25,7 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
-from idard.bench.store import PART_GLOB, RecordStore
+from idard.bench.store.records import PART_GLOB, RecordStore
 from idard.measure.records import KEY_COLUMNS
 from idard.measure.statistics import DEFAULT_MAX_ROWS, ida_rd_table, report_tables
 
@@ -53,18 +53,24 @@ class Report:
     seed: int
     include_unconverged: bool = False
     ci: float = 0.95
+    #: The paired intervals' level: ``ci``, or an adaptive paired rule's alpha-spent level.
+    paired_ci: float = 0.95
     #: Why there are no paired differences although a baseline was asked for (the table
     #: is still complete): e.g. the baseline has no finite converged records.
     paired_error: str | None = None
-    #: Which record keys were reduced (`idard.bench.report.scope.Scope.describe`).
+    #: Which record keys were reduced (`idard.bench.suite.scope.Scope.describe`).
     scope: str = "the records given"
     #: The suite the keys are of (name and hash), written beside the reduction.
     suite: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    #: An adaptive run's decisions (`idard.bench.run.adaptive.read_sampling`): K per group and
+    #: why sampling stopped, with the rule's one-line description; None for fixed K.
+    sampling: tuple[pl.DataFrame, str] | None = None
 
     def reduction(self) -> dict[str, object]:
         """How the tables were reduced, written beside them so a table says how it was made."""
         return {"n_boot": self.n_boot, "bootstrap_seed": self.seed, "ci_level": self.ci,
                 "baseline": self.baseline,
+                **({"paired_ci_level": self.paired_ci} if self.paired_ci != self.ci else {}),
                 "unconverged": "in the means" if self.include_unconverged else "left out of the means"}
 
 
@@ -102,6 +108,7 @@ def build_report(
     include_unconverged: bool = False,
     scope: str = "the records given",
     suite: Mapping[str, object] | None = None,
+    paired_ci: float = 0.95,
 ) -> Report:
     """The IDA-RD table of ``records`` and, if ``baseline`` is given, paired differences.
 
@@ -115,7 +122,9 @@ def build_report(
     baseline without usable records leaves ``paired`` None and says why in
     ``paired_error``: the IDA-RD table is always complete. ``scope`` says which keys
     ``records`` are (the caller filtered them) and ``suite`` whose; both are carried to
-    every table (`idard.bench.report.model.table_models`).
+    every table (`idard.bench.report.model.table_models`). ``paired_ci``: the paired
+    intervals' level (an adaptive run's paired rule decides at 1 - alpha / L, and its
+    table shows the intervals it decided on).
     """
     lf = _needed(records.lazy())
     keys = list(REPORT_KEYS)
@@ -125,7 +134,7 @@ def build_report(
     options = {"by": keys, "n_boot": n_boot, "seed": seed, "max_rows": max_rows,
                "include_unconverged": include_unconverged}
     try:  # one call for both tables: records that fit in one batch are read once for both
-        table, paired = report_tables(lf, baseline, **options)
+        table, paired = report_tables(lf, baseline, paired_ci=paired_ci, **options)
     except ValueError as exc:  # no usable baseline records: the table still stands
         if baseline is None:
             raise
@@ -136,7 +145,7 @@ def build_report(
     if paired is not None:
         paired = with_loss_direction(paired, table)
     return Report(table=table, paired=paired, baseline=baseline, n_boot=n_boot, seed=seed,
-                  include_unconverged=include_unconverged, paired_error=paired_error, scope=scope,
+                  include_unconverged=include_unconverged, paired_ci=paired_ci, paired_error=paired_error, scope=scope,
                   suite=dict(suite or {}))
 
 
@@ -148,6 +157,7 @@ def resolve_baseline(records: pl.LazyFrame, baseline: str) -> str:
              .drop_nulls().to_list())
     if baseline in known:  # the usual case: no need to load the registry (and with it torch)
         return baseline
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.downscalers import DOWNSCALERS
 
     return DOWNSCALERS.match(baseline, known)
@@ -162,6 +172,7 @@ def _directions(records: pl.LazyFrame, metrics: list[str]) -> dict[str, bool]:
         out.update(dict(known.iter_rows()))
     missing = [m for m in metrics if m not in out]
     if missing:  # records of an older idard: ask the registry (imports torch, once)
+        # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
         from idard.measure.distortions import DISTORTIONS
         from idard.measure.registry import SpecError
 

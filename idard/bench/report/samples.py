@@ -4,7 +4,7 @@ as the run's worker computed them, and say whether each equals its record.
 Records hold no pixels (every sample is a function of image, downscaler, model and seed,
 README "Seeds"), so whatever shows a record's pixels recomputes them: ``idard-bench
 explain`` for one record, the report's sample grid for a few images. Both go through
-`RunSamples.recompute`, which runs the worker's own code (`idard.bench.worker.Worker.run`:
+`RunSamples.recompute`, which runs the worker's own code (`idard.bench.run.worker.Worker.run`:
 the same decode of the file's bytes, centre crop, downscale, 8-bit LR, batched model call
 with the seeds, the one 8-bit SR conversion, the metric) and keeps the pixels it scored.
 A recomputed value must equal its record *exactly*; any difference is reported, never
@@ -80,8 +80,9 @@ def _suite_document(run_dir: str) -> dict[str, Any]:
     received run directory is not trusted); empty when it has none or it is refused."""
     import yaml
 
-    from idard.bench.checks import read_run_file
-    from idard.bench.safe_yaml import load_yaml
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.checks import read_run_file
+    from idard.bench.suite.safe_yaml import load_yaml
 
     try:
         document = load_yaml(read_run_file(run_dir, "suite.yaml"))
@@ -93,7 +94,8 @@ def _suite_document(run_dir: str) -> dict[str, Any]:
 def _specs(document: dict[str, Any], run_dir: str) -> tuple[tuple[str, str], ...]:
     """(id, spec) of the suite's plug-ins, so a ``precomputed(folder=...)`` or weights file
     is built from where the suite says; none when the suite does not validate here."""
-    from idard.bench.suite import parse_suite
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.definition import parse_suite
 
     try:
         return parse_suite(document, f"{run_dir}/suite.yaml", Path(str(document.get("base_dir", ".")))).specs
@@ -134,7 +136,8 @@ class RunSamples:
 
     def _ref(self, image: str) -> tuple[Any, str | None]:
         """The image source entry of ``image``, or why there is none."""
-        from idard.bench.sources import scan_sources
+        # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+        from idard.bench.suite.sources import scan_sources
 
         if self._refs is None:
             self._refs = {}
@@ -152,7 +155,8 @@ class RunSamples:
 
     def _worker_for(self) -> Any:
         if self._worker is None:
-            from idard.bench.worker import Worker
+            # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+            from idard.bench.run.worker import Worker
 
             self._worker = Worker(device=self._device, max_batch=self.max_batch, name="report")
         return self._worker
@@ -206,7 +210,8 @@ class RunSamples:
     def _compute_missing(self, ref: Any, data: bytes, model: str, downscalers: Sequence[str],
                          metrics: Sequence[str], seeds: Sequence[int]) -> None:
         """One work unit of the keys not yet cached, run by the worker's own code."""
-        from idard.bench.plan import Item, WorkUnit
+        # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+        from idard.bench.run.plan import Item, WorkUnit
 
         items = []
         for downscaler in downscalers:
@@ -236,6 +241,7 @@ class RunSamples:
                      metrics: Sequence[str], seeds: Sequence[int]) -> None:
         """Samples a previous report computed from this very file, model and code; the HR
         image is decoded and cropped as the worker does (the same two functions)."""
+        # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
         from idard.measure.images import crop_to_multiple, decode_image
 
         for downscaler in downscalers:
@@ -302,6 +308,7 @@ class SampleCache:
     def _path(self, sha: str, key: tuple[str, str, str, int]) -> Path:
         import json
 
+        # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
         from idard.provenance import process_code_version
 
         text = json.dumps([*key, sha, process_code_version()])
@@ -325,6 +332,7 @@ class SampleCache:
         import json
         import os
 
+        # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
         from idard.measure.images import to_uint8
 
         path = self._path(sha, key)

@@ -1,7 +1,7 @@
 """Rendering report tables: the terminal, Markdown, CSV, Parquet and JSON.
 
 Every renderer here takes a `idard.bench.report.model.TableModel` and nothing else (the
-HTML page's table is `idard.bench.report.page.table_html`, the same way), so every
+HTML page's table is `idard.bench.report.views.table_html`, the same way), so every
 surface lists the same rows in the same order under the same labels, with the same
 notes and banner; only the rounding differs. Two tables, each written by `write_reports`
 as Markdown (for reading and pasting), CSV (for spreadsheets), Parquet (exact types, for
@@ -25,42 +25,16 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.table import Table
-from rich.text import Text
-
-from idard.bench.report.model import TableModel
-from idard.bench.store import RecordStore
+from idard.bench.report.model import TableModel, paired_name  # noqa: F401  (paired_name: re-exported)
+from idard.bench.report.views import rich_table, text  # noqa: F401  (re-exported: the terminal's table)
+from idard.bench.store.records import RecordStore
 
 #: The formats `write_reports` can write, by file suffix.
 FORMATS = ("md", "csv", "parquet", "json")
 DEFAULT_FORMATS = ("md", "csv", "parquet")
-
-
-def rich_table(model: TableModel) -> Table:
-    """The terminal's table: banner under the title; scope and notes as the caption."""
-    title = Text(model.title)
-    if model.banner:
-        title.append("\n" + model.banner, style="bold red")
-    caption = "\n".join([f"keys: {model.scope}", *model.notes]) if model.scope else "\n".join(model.notes)
-    out = Table(title=title, title_justify="left", caption=Text(caption) if caption else None, caption_justify="left")
-    for column in model.columns:
-        out.add_column(column.header, justify="left" if column.align == "left" else "right")
-    for cells in model.cells():
-        out.add_row(*(Text(c) for c in cells))
-    return out
-
-
-def text(model: TableModel, width: int = 400) -> str:
-    """The terminal table as plain text (what ``print(model)`` shows), never wrapped."""
-    from rich.console import Console
-
-    console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
-    console.print(rich_table(model))
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines())
 
 
 def markdown_table(model: TableModel) -> str:
@@ -128,11 +102,6 @@ def parse_formats(text: str) -> tuple[str, ...]:
     if unknown or not formats:
         raise ValueError(f"--format {text!r}: allowed formats are {', '.join(FORMATS)} (comma-separated)")
     return formats
-
-
-def paired_name(baseline: str) -> str:
-    """``paired_vs_<baseline>``: reports against different baselines never replace each other."""
-    return "paired_vs_" + re.sub(r"[^A-Za-z0-9._=-]+", "_", baseline).strip("_")
 
 
 def write_reports(models: Sequence[TableModel], target: RecordStore | str | Path, *,

@@ -1,6 +1,6 @@
 """A decoder's validity card (``idard-bench validate-model``) as Markdown and as HTML.
 
-The card is data: ``RUN/card.json``, written by `idard.bench.validity`. Everything here
+The card is data: ``RUN/card.json``, written by `idard.bench.run.validity`. Everything here
 reads that mapping only, so a report renders a card without torch or the model, and the
 HTML page shows it with `validity_section` (an empty string for runs without a card).
 """
@@ -81,7 +81,8 @@ def card_html(card: Mapping[str, Any]) -> str:
 
 def read_card(run_dir: str) -> dict[str, Any] | None:
     """A run directory's ``card.json``, or None when it has none (or it is unreadable)."""
-    from idard.bench.store import RecordStore
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.store.records import RecordStore
 
     text = RecordStore(run_dir).read_text("card.json")
     try:

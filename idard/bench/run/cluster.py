@@ -17,14 +17,14 @@ What a user would otherwise type by hand, in order:
    to sleep. Its log is streamed here until it ends.
 4. **Records end up where ``--out`` says.** An object-store URI (``s3://``, ``gs://``) is
    passed through: the head writes it directly with its instance role. A local directory
-   is mirrored through ``/home/ray/idard-runs/<name>`` on the head: uploaded first with
+   is mirrored through ``~/idard-runs/<name>`` on the head (the SSH user's home): uploaded first with
    ``ray rsync-up`` when it already holds records (so the run resumes instead of
    recomputing keys that would then exist twice), downloaded afterwards with
    ``ray rsync-down``, also after a failed job, so nothing computed is lost.
 
 GPU workers start at zero nodes. A driver that started before any GPU node joined would
 see a CPU-only cluster and run the SR model on the head's CPUs, so the job first runs
-``python -m idard.bench.cluster await-gpus``: it asks the autoscaler for a GPU and waits
+``python -m idard.bench.run.cluster await-gpus``: it asks the autoscaler for a GPU and waits
 for it, and the run then requests one actor per GPU of the cluster's capacity, for which
 the autoscaler adds the remaining nodes.
 
@@ -63,8 +63,10 @@ from rich.markup import escape
 
 from idard.measure.registry import SpecError, parse_spec
 
-#: Where the driver writes a run on the head node when ``--out`` is a local directory.
-REMOTE_RUNS = "/home/ray/idard-runs"
+#: Where the driver writes a run on the head node when ``--out`` is a local directory: in
+#: the home of the launcher's SSH user (``/home/ray`` in the Docker image; yours on-premise),
+#: expanded by the head's shells (the job's, and rsync's over SSH, as for Ray's own ``~/`` files).
+REMOTE_RUNS = "~/idard-runs"
 #: The dashboard port on the head (Ray's default), reached through the SSH forward.
 DASHBOARD_REMOTE_PORT = 8265
 #: How long a job waits for its first GPU node: an instance boot plus a pull of the
@@ -72,6 +74,14 @@ DASHBOARD_REMOTE_PORT = 8265
 GPU_WAIT_S = 1800
 #: How long ``ray dashboard`` may take to have the SSH forward answering.
 TUNNEL_WAIT_S = 120.0
+
+#: ``ray status`` under the head's own authentication rule. ``ray start`` turns token
+#: authentication on by itself when ``RAY_AUTH_MODE`` is unset and a token exists
+#: (``~/.ray/auth_token``, made by any earlier local ``ray.init()``; ``$RAY_AUTH_TOKEN[_PATH]``),
+#: but ``ray status`` does not (Ray 2.60), and fails on such a head as if Ray were not running.
+RAY_STATUS_ON_HEAD = ('if [ -z "$RAY_AUTH_MODE" ] && { [ -n "$RAY_AUTH_TOKEN" ] || '
+                      '[ -s "${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}" ]; }; then export RAY_AUTH_MODE=token; '
+                      'fi; ray status')
 
 _TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 _PLACEHOLDER = re.compile(r"<[A-Za-z][\w.-]*>")  # <your-registry>, not a shell's `<in >out`
@@ -151,7 +161,8 @@ def load_cluster_config(path: str | Path, *, allow_placeholders: bool = False) -
     """
     from ray.autoscaler._private.util import prepare_config, validate_config
 
-    from idard.bench.safe_yaml import YAMLRefused, load_yaml, read_bounded, yaml_error_line
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.safe_yaml import YAMLRefused, load_yaml, read_bounded, yaml_error_line
 
     path = Path(path)
     try:
@@ -185,10 +196,13 @@ def load_cluster_config(path: str | Path, *, allow_placeholders: bool = False) -
 def gpu_capacity(config: dict[str, Any]) -> int | None:
     """GPUs the cluster can grow to, from the worker types' declared ``resources``.
 
-    ``None`` when a worker type leaves its GPUs to Ray's detection (unknown here).
-    Respects both the per-type and the global ``max_workers``, filling the largest
-    GPU nodes first.
+    ``None`` when a worker type leaves its GPUs to Ray's detection (unknown here), and
+    for an on-premise cluster (``provider: {type: local}``), which has no node types:
+    Ray detects each listed machine's GPUs. Respects both the per-type and the global
+    ``max_workers``, filling the largest GPU nodes first.
     """
+    if "available_node_types" not in config:
+        return None
     head = config.get("head_node_type")
     global_max = int(config.get("max_workers", 2))
     per_type = []
@@ -206,9 +220,21 @@ def gpu_capacity(config: dict[str, Any]) -> int | None:
     return total
 
 
+def adds_nodes_on_demand(config: dict[str, Any]) -> bool:
+    """Whether worker nodes join only when asked for (cloud node types, from zero).
+
+    Then a driver that started at once would see a cluster without GPUs, so the job
+    first waits for one. An on-premise cluster (no node types: ``ray up`` starts the
+    listed machines, the head with the GPUs it has) has nothing to wait for: a head
+    without GPUs would wait the whole `GPU_WAIT_S` for nothing.
+    """
+    head = config.get("head_node_type")
+    return any(name != head for name in config.get("available_node_types", {}))
+
+
 # ---------------------------------------------------------------------------- the suite
 def _is_uri(location: str) -> bool:
-    from idard.bench.store import is_uri  # imported late: the store pulls in torch
+    from idard.bench.store.records import is_uri  # imported late: the store pulls in torch
 
     return is_uri(location)
 
@@ -236,7 +262,8 @@ def check_suite_portable(suite_path: str | Path) -> None:
     suite) cannot exist on the head. Object-store URIs, ``bundled:`` sets and absolute
     paths (inside the Docker image) are accepted. Raises `SuiteError` naming the key.
     """
-    from idard.bench.suite import SuiteError, read_suite_file
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.definition import SuiteError, read_suite_file
 
     path = Path(suite_path)
     data = read_suite_file(path)
@@ -267,7 +294,8 @@ _WEIGHT_PARAMS = ("weights", "mapping", "synthesis", "gaussian_fit")
 def _local_files(spec: Any) -> Iterator[tuple[str, str]]:
     """(parameter, value) of each file parameter of ``spec`` that only this machine can
     have, looking into the stage specs of a ``chain(models=(...))`` too."""
-    from idard.bench.suite import _PATH_PARAMS
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.definition import _PATH_PARAMS
 
     for name, value in _spec_params(spec).items():
         if isinstance(value, (list, tuple)):
@@ -345,7 +373,7 @@ def cluster_up(config_path: str | Path, runner: CommandRunner, console: Console 
     """
     runner(["ray", "up", "-y", "--no-restart", "--no-config-cache", str(config_path)])
     try:
-        runner(["ray", "exec", str(config_path), "ray status"])
+        runner(["ray", "exec", str(config_path), RAY_STATUS_ON_HEAD])
     except subprocess.CalledProcessError:
         if console is not None:
             console.print("Ray is not running on the head (a new image replaced its container): starting it",
@@ -379,18 +407,24 @@ def _has_records(local_dir: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- the job
+def _shell_path(path: str) -> str:
+    """``path`` quoted for the job's shell, a leading ``~/`` left to it: the head's home."""
+    return f"~/{shlex.quote(path[2:])}" if path.startswith("~/") else shlex.quote(path)
+
+
 def job_entrypoint(suite_name: str, remote_out: str, extra_args: Sequence[str], *,
-                   workers: int | None, use_gpus: bool, gpu_wait_s: int = GPU_WAIT_S) -> str:
-    """The shell command the job runs on the head: wait for a GPU node, then the driver."""
-    run = ["idard-bench", "run", "--suite", suite_name, "--address", "auto", "--out", remote_out]
-    if workers is not None:
-        run.append(f"--workers={workers}")
+                   workers: int | None, use_gpus: bool, await_gpus: bool = True,
+                   gpu_wait_s: int = GPU_WAIT_S) -> str:
+    """The shell command the job runs on the head: wait for a GPU node (``await_gpus``,
+    with ``use_gpus``), then the driver."""
+    options = [f"--workers={workers}"] if workers is not None else []
     if not use_gpus:
-        run.append("--no-gpu")
-    command = shlex.join([*run, *extra_args])
-    if not use_gpus:
+        options.append("--no-gpu")
+    command = " ".join([shlex.join(["idard-bench", "run", "--suite", suite_name, "--address", "auto", "--out"]),
+                        _shell_path(remote_out), *map(shlex.quote, [*options, *extra_args])])
+    if not (use_gpus and await_gpus):
         return command
-    wait = ["python", "-m", "idard.bench.cluster", "await-gpus", "1", f"--timeout={gpu_wait_s}"]
+    wait = ["python", "-m", "idard.bench.run.cluster", "await-gpus", "1", f"--timeout={gpu_wait_s}"]
     return f"{shlex.join(wait)} && {command}"
 
 
@@ -413,9 +447,13 @@ def _free_port() -> int:
 
 
 def _answers(url: str) -> bool:
+    """Whether the dashboard answers through the forward: any HTTP status counts (a head
+    with token authentication answers 401 to a request without the token)."""
     try:
         with urllib.request.urlopen(f"{url}/api/version", timeout=3) as response:  # noqa: S310 - localhost
             return response.status == 200
+    except urllib.error.HTTPError:
+        return True
     except (urllib.error.URLError, OSError):
         return False
 
@@ -534,7 +572,23 @@ class RayJobSubmitter:
 def _job_client(address: str) -> Any:
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address)
+    return JobSubmissionClient(address, headers=_auth_headers())
+
+
+def _auth_headers() -> dict[str, str]:
+    """This user's Ray token as a bearer header, as ``ray.init`` presents it to a cluster.
+
+    A head whose ``ray start`` found a token (the same ``~/.ray/auth_token`` when the head
+    is this machine, as with cluster-local.yaml; ``$RAY_AUTH_TOKEN`` for a remote one)
+    answers the Jobs API only with it; the Jobs client sends it only in token mode, which
+    a plain process is not in. A head without token authentication ignores the header.
+    """
+    from ray._raylet import AuthenticationTokenLoader
+
+    loader = AuthenticationTokenLoader.instance()
+    if not loader.has_token(ignore_auth_mode=True):
+        return {}
+    return {"Authorization": f"Bearer {loader.get_raw_token(ignore_auth_mode=True)}"}
 
 
 def _status_name(status: Any) -> str:
@@ -589,8 +643,8 @@ def _await_gpus_on_cluster(count: int, timeout_s: float) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m idard.bench.cluster await-gpus N``: the first step of a cluster job."""
-    parser = argparse.ArgumentParser(prog="python -m idard.bench.cluster")
+    """``python -m idard.bench.run.cluster await-gpus N``: the first step of a cluster job."""
+    parser = argparse.ArgumentParser(prog="python -m idard.bench.run.cluster")
     commands = parser.add_subparsers(dest="command", required=True)
     await_gpus = commands.add_parser("await-gpus", help="scale up to N GPUs and wait for them")
     await_gpus.add_argument("count", type=int)
@@ -655,8 +709,8 @@ def run_on_cluster(
         if local_out is not None and _has_records(local_out):
             sync_up(config_path, local_out, remote_out, runner)
         with job_working_dir(suite_path) as working_dir:
-            entrypoint = job_entrypoint(Path(suite_path).name, remote_out, extra_args,
-                                        workers=workers, use_gpus=use_gpus)
+            entrypoint = job_entrypoint(Path(suite_path).name, remote_out, extra_args, workers=workers,
+                                        use_gpus=use_gpus, await_gpus=adds_nodes_on_demand(config))
             status = submit(ClusterJob(config_path, entrypoint, working_dir, remote_out), console)
     except subprocess.CalledProcessError as exc:
         console.print(f"[bold red]error:[/] {escape(shlex.join(map(str, exc.cmd)))} exited with {exc.returncode}",

@@ -16,20 +16,21 @@ import yaml
 from rich.console import Console
 
 import idard
-from idard.bench.lease import RunLease
-from idard.bench.compact import compact_if_many
-from idard.bench.plan import Plan, make_plan
-from idard.bench.progress import RunProgress
-from idard.bench.runner import RunOptions, RunResult, execute
-from idard.bench.store import RecordStore, without_duplicates
-from idard.bench.report.scope import (
+from idard.bench.store.lease import RunLease
+from idard.bench.store.compact import compact_if_many
+from idard.bench.run.plan import Plan, make_plan
+from idard.bench.run.adaptive import read_sampling, run_rounds
+from idard.bench.run.progress import RunProgress
+from idard.bench.run.runner import RunOptions, RunResult, execute
+from idard.bench.store.records import RecordStore, without_duplicates
+from idard.bench.suite.scope import (
     SUITE_COPY,
     SUITE_COPY_HEADER,
     SuiteKeys,
     suite_copy_is_idards,
     write_suite_keys,
 )
-from idard.bench.suite import Suite, SuiteError, suite_document
+from idard.bench.suite.definition import Suite, SuiteError, suite_document
 
 QUICKSTART = "benchmark/quickstart.yaml"
 #: The copy of the quickstart suite inside the package: what an installed wheel runs.
@@ -67,8 +68,9 @@ def _prepare_store(suite: Suite, store: RecordStore, images: list, console: Cons
                    retry_errors: bool, recompute_changed: bool) -> dict[str, int]:
     """Before planning: notice old ids, refuse (or drop) records of changed files, drop
     error records to retry. Returns what was dropped, for run.json."""
-    from idard.bench.migrate import legacy_notice
-    from idard.bench.plan import ChangedInputError, changed_images, changed_input_message
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.store.migrate import legacy_notice
+    from idard.bench.run.plan import ChangedInputError, changed_images, changed_input_message
     from idard.measure.records import is_error
 
     notice = legacy_notice(store)
@@ -98,6 +100,7 @@ def _prepare_store(suite: Suite, store: RecordStore, images: list, console: Cons
 
 def failing_images(records: pl.LazyFrame) -> list[dict[str, object]]:
     """Every image with error records: how many, and its first error message."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.records import is_error
 
     frame = (records.filter(is_error()).group_by("image")
@@ -141,7 +144,8 @@ def run_suite(suite: Suite, out: str | Path, options: RunOptions, console: Conso
 
 def _run_holding_lease(suite: Suite, store: RecordStore, options: RunOptions, console: Console, *,
                        retry_errors: bool, recompute_changed: bool) -> RunSummary:
-    from idard.bench.sources import scan_sources
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.sources import scan_sources
     from idard.provenance import code_version, library_versions, lpips_trunks
 
     for path, why in store.quarantine():
@@ -160,13 +164,16 @@ def _run_holding_lease(suite: Suite, store: RecordStore, options: RunOptions, co
     write_suite_keys(store, SuiteKeys.of(suite, [ref.name for ref in plan.images]))  # what `report` reduces
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     result = None
-    if plan.units:
+    if suite.sampling is not None:  # seeds in rounds until each group's target is met
+        result, plan = run_rounds(suite, store, plan, options, console)
+    elif plan.units:
         result = execute(plan, store, options, RunProgress(console))
+    if result is not None:
         compacted = compact_if_many(store)  # thousands of small parts slow every later plan and report
         if compacted is not None:
             console.print(f"compacted {compacted.parts_before} record parts into {compacted.parts_after}",
                           highlight=False)
-    else:
+    if not plan.todo_tasks:
         console.print(f"nothing to compute: all {plan.total_tasks} records of suite {suite.name!r} "
                       f"are in {store.run_dir}", highlight=False)
     records = suite_records(store, suite, [ref.name for ref in plan.images])
@@ -233,6 +240,7 @@ def plan_notes(plan: Plan) -> list[str]:
 def suite_status(suite: Suite, out: str | Path) -> tuple[Plan, pl.DataFrame]:
     """Done and missing records per (model, downscaler) for a suite and a run dir: errors
     (the image or unit failed) and non-finite samples (the model's) counted apart."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.records import is_error
 
     store = RecordStore(out)
@@ -245,14 +253,35 @@ def suite_status(suite: Suite, out: str | Path) -> tuple[Plan, pl.DataFrame]:
              nonfinite=(~pl.col("finite").fill_null(False) & ~is_error()).sum())
         .collect()
     )
-    per_pair = len(plan.images) * len(suite.metrics) * len(suite.seeds)
     grid = pl.DataFrame(
         [(m, d) for m in suite.models for d in suite.downscalers], schema=["model", "downscaler"], orient="row"
     )
+    seeds = _seeds_per_pair(suite, store, grid)
+    per_seed = len(plan.images) * len(suite.metrics)
     table = (
         grid.join(held, on=["model", "downscaler"], how="left")
+        .join(seeds, on=["model", "downscaler"], how="left")
         .with_columns(pl.col("done", "errors", "nonfinite").fill_null(0).cast(pl.Int64))
-        .with_columns(missing=(pl.lit(per_pair, dtype=pl.Int64) - pl.col("done")).clip(lower_bound=0))
+        .with_columns(missing=(pl.col("seeds") * per_seed - pl.col("done")).clip(lower_bound=0))
     )
     return plan, table
+
+
+def _seeds_per_pair(suite: Suite, store: RecordStore, grid: pl.DataFrame) -> pl.DataFrame:
+    """The seeds each (model, downscaler) is to hold, and (adaptive suites) its ``sampling``
+    state: a pair whose sampling stopped holds the K it stopped at, one still sampling (or
+    not started) at most the rule's max, so ``missing`` is never seeds no look will draw."""
+    if suite.sampling is None:
+        return grid.with_columns(seeds=pl.lit(len(suite.seeds), dtype=pl.Int64))
+    decided = read_sampling(store)
+    pending = grid.with_columns(seeds=pl.lit(suite.sampling.max, dtype=pl.Int64),
+                                sampling=pl.lit(f"sampling (at most K={suite.sampling.max})"))
+    if decided is None:
+        return pending
+    frame, _ = decided
+    stopped = (frame.group_by("model", "downscaler")
+               .agg(seeds=pl.col("k_drawn").max(), sampling=pl.col("sampling").unique().sort().str.join("; ")))
+    return pending.join(stopped, on=["model", "downscaler"], how="left").select(
+        "model", "downscaler", pl.coalesce("seeds_right", "seeds").alias("seeds"),
+        pl.coalesce("sampling_right", "sampling").alias("sampling"))
 

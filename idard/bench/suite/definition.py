@@ -32,11 +32,13 @@ from typing import Any
 
 import yaml
 
-from idard.bench.safe_yaml import YAMLRefused, clip, load_yaml, quote, read_bounded, yaml_error_line
+from idard.bench.suite.reference import reference_models
+from idard.bench.suite.safe_yaml import YAMLRefused, clip, load_yaml, quote, read_bounded, yaml_error_line
 from idard.measure.distortions import DISTORTIONS
 from idard.measure.downscalers import DOWNSCALERS
 from idard.measure.models import MODELS
 from idard.measure.registry import Registry, SpecError, parse_spec
+from idard.measure.stopping import SamplingRule
 
 HR_POLICIES = ("center-crop",)
 _KEYS = {
@@ -48,11 +50,11 @@ _KEYS = {
     "downscalers": "a list of downscaler specs",
     "models": "a list of SR model specs",
     "metrics": "a list of distortion names",
-    "samples": "K, the number of SR samples per LR image",
+    "samples": "K, the number of SR samples per LR image, or adaptive: {min, max, ci_halfwidth | paired_halfwidth}",
     "seeds": "an explicit list of sample seeds (instead of samples)",
     "seed_start": "first seed when seeds are 0-based otherwise (seeds = seed_start .. seed_start+K-1)",
     "max_batch": "SR samples per model call (bounds device memory)",
-    "checks": "the paper's findings as data: a list of {kind: parameters} (see idard.bench.checks)",
+    "checks": "the paper's findings as data: a list of {kind: parameters} (see idard.bench.suite.checks)",
     "reference": "image source(s) of reference images matched to the HR by name: metrics compare each "
                  "downscaled image with its reference (e.g. a camera LR photo) and no SR model runs",
     "requires": "free-text list of what the user must provide (checkpoints, datasets) before it runs",
@@ -89,9 +91,12 @@ class Suite:
     #: (id, spec) of every plug-in: the id is the record key (no paths), the spec what a
     #: worker builds the plug-in from on its machine (paths resolved against base_dir).
     specs: tuple[tuple[str, str], ...] = ()
-    checks: tuple[dict[str, Any], ...] = ()  # normalised {kind: params}, see idard.bench.checks
+    checks: tuple[dict[str, Any], ...] = ()  # normalised {kind: params}, see idard.bench.suite.checks
     reference: tuple[str, ...] = ()  # reference image sources: a full-reference suite, no SR model
     requires: tuple[str, ...] = ()
+    #: Adaptive sampling (``samples: {min, max, ...}``): seeds are then the first ``max``,
+    #: drawn in rounds until each group's target is met (`idard.bench.run.adaptive`).
+    sampling: SamplingRule | None = None
 
     @property
     def samples(self) -> int:
@@ -106,10 +111,13 @@ class Suite:
         its provenance. Plug-ins enter by id, which names files by name and content."""
         content = {k: getattr(self, k) for k in ("images", "downscalers", "models", "metrics",
                                                   "seeds", "hr_policy")}
+        if self.sampling is not None:  # fixed-K suites keep their hash
+            content["sampling"] = self.sampling.to_dict()
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "specs"}
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k != "specs" and not (k == "sampling" and v is None)}  # fixed K: as before
 
 
 def suite_document(suite: Suite) -> dict[str, Any]:
@@ -134,6 +142,9 @@ def suite_document(suite: Suite) -> dict[str, Any]:
         document["reference"] = absolute(suite.reference)
     else:
         document.update(models=[suite.spec(m) for m in suite.models], seeds=list(suite.seeds))
+        if suite.sampling is not None:
+            del document["seeds"]
+            document.update(samples=_sampling_document(suite.sampling, suite), seed_start=suite.seeds[0])
     document.update(metrics=[suite.spec(m) for m in suite.metrics], max_batch=suite.max_batch)
     if suite.checks:
         document["checks"] = [dict(check) for check in suite.checks]
@@ -243,12 +254,66 @@ def _positive_int(raw: Any, path: str, key: str) -> int:
     return raw
 
 
+#: Keys of an adaptive ``samples:`` mapping, and what each means.
+_SAMPLING_KEYS = {
+    "min": "seeds every group gets (the first look)",
+    "max": "seeds no group goes past (the last look)",
+    "ci_halfwidth": "stop a group when its IDA-RD CI's half-width is at most this",
+    "paired_halfwidth": "stop a downscaler when its paired CI vs the baseline excludes 0 or is this narrow",
+    "baseline": "the paired rule's baseline downscaler (default bicubic)",
+}
+
+
+def _sampling(raw: Any, path: str, downscalers: list[str], canonical: Callable[[str], str]) -> SamplingRule | None:
+    """``samples:`` as a mapping: the adaptive rule; a plain K is None (fixed)."""
+    if not isinstance(raw, Mapping):
+        return None
+    for key in sorted(set(raw) - set(_SAMPLING_KEYS), key=str):
+        raise _fail(path, f"samples.{key}", f"unknown key; allowed keys: {', '.join(_SAMPLING_KEYS)}")
+    for key in ("min", "max"):
+        if key not in raw:
+            raise _fail(path, f"samples.{key}", f"is required ({_SAMPLING_KEYS[key]})")
+        _positive_int(raw[key], path, f"samples.{key}")
+    if raw["min"] > raw["max"]:
+        raise _fail(path, "samples.min", f"must be at most samples.max ({raw['max']}), got {raw['min']}")
+    targets = [k for k in ("ci_halfwidth", "paired_halfwidth") if k in raw]
+    if len(targets) != 1:
+        raise _fail(path, "samples", "give exactly one target: ci_halfwidth or paired_halfwidth")
+    value = raw[targets[0]]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise _fail(path, f"samples.{targets[0]}", f"must be a number > 0, got {quote(value)}")
+    baseline = None
+    if targets[0] == "paired_halfwidth":
+        given = raw.get("baseline", "bicubic")
+        baseline = canonical(str(given)) if isinstance(given, str) else None
+        if baseline not in downscalers:
+            raise _fail(path, "samples.baseline", f"{quote(given)} is not among the suite's downscalers"
+                        + ("" if "baseline" in raw else " (the default is bicubic)"))
+    elif "baseline" in raw:
+        raise _fail(path, "samples.baseline", "only the paired rule (paired_halfwidth) has a baseline")
+    return SamplingRule(min=raw["min"], max=raw["max"], baseline=baseline, **{targets[0]: float(value)})
+
+
+def _sampling_document(rule: SamplingRule, suite: Suite) -> dict[str, Any]:
+    """The rule as the suite file says it (the baseline by its spec)."""
+    out = rule.to_dict()
+    out.pop("ci", None)
+    if rule.baseline is not None:
+        out["baseline"] = suite.spec(rule.baseline)
+    return out
+
+
 def _seeds(data: Mapping[str, Any], path: str) -> tuple[int, ...]:
     if "seeds" in data:
         if "samples" in data or "seed_start" in data:
             raise _fail(path, "seeds", "give either seeds or samples (with an optional seed_start), not both")
         return tuple(_int_list(data["seeds"], path, "seeds", 0))
-    samples = _positive_int(data.get("samples", 8), path, "samples")
+    raw = data.get("samples", 8)
+    if isinstance(raw, Mapping):  # adaptive: every seed it may draw; `_sampling` checks the mapping
+        top = raw.get("max")
+        samples = top if isinstance(top, int) and not isinstance(top, bool) and top >= 1 else 1
+    else:
+        samples = _positive_int(raw, path, "samples")
     start = data.get("seed_start", 0)
     if not isinstance(start, int) or isinstance(start, bool) or start < 0:
         raise _fail(path, "seed_start", f"must be an integer >= 0, got {quote(start)}")
@@ -313,8 +378,6 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None, *, c
         with problems.collect():
             scalers, downscalers = _plugins(data["downscalers"], DOWNSCALERS, path, "downscalers", base)
     if reference:
-        from idard.bench.fullref import reference_models
-
         with problems.collect():
             scales = _int_list(data.get("scales"), path, "scales", 2) if "scales" in data else None
             if not scales:
@@ -343,6 +406,11 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None, *, c
     seeds: tuple[int, ...] = ()
     with problems.collect():
         seeds = _seeds(data, path) if not reference else _reference_seeds(data, path)
+    sampling: SamplingRule | None = None
+    if plugins_ok and not reference:  # a paired rule names one of the suite's downscalers
+        with problems.collect():
+            sampling = _sampling(data.get("samples"), path, downscalers,
+                                 lambda spec: _canonical(spec, DOWNSCALERS, base))
     max_batch = 64
     with problems.collect():
         max_batch = _positive_int(data.get("max_batch", 64), path, "max_batch")
@@ -374,7 +442,17 @@ def parse_suite(data: Any, path: str = "<suite>", base: Path | None = None, *, c
         checks=checks,
         reference=reference,
         requires=requires,
+        sampling=sampling,
     )
+
+
+def _canonical(spec: str, registry: Registry, base: Path) -> str:
+    """A plug-in spec as the suite's lists hold it (its id), paths resolved against the suite."""
+    try:
+        name, params = _spec_params(spec)
+        return registry.create({"name": name, **_resolve_paths(params, base, _path_params(registry, name))}).id
+    except Exception:  # noqa: BLE001 - an unregistered plug-in: compared as written
+        return spec.strip()
 
 
 def _description(raw: Any, path: str) -> str:
@@ -404,7 +482,8 @@ def _reference_seeds(data: Mapping[str, Any], path: str) -> tuple[int, ...]:
 
 
 def _checks(raw: Any, path: str, downscalers: list[str], models: list[str], base: Path) -> tuple[dict[str, Any], ...]:
-    from idard.bench.checks import CheckError, parse_checks
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.checks import CheckError, parse_checks
 
     def canonical(spec: str, kind: str) -> str:
         """A check's plug-in spec as the suite's lists hold it: paths resolved against the suite."""
@@ -431,7 +510,7 @@ def _requires(raw: Any, path: str) -> tuple[str, ...]:
 
 
 #: The loader of `read_suite_file` and `load_suite`: bounded in bytes, nodes and expanded
-#: text, refusing duplicate keys (see `idard.bench.safe_yaml`).
+#: text, refusing duplicate keys (see `idard.bench.suite.safe_yaml`).
 safe_load_suite = load_yaml
 
 

@@ -11,7 +11,7 @@ can damage them:
   file from a killed writer is ignored (and removed by the next writer once it is older
   than any live write could be).
 * Exactly one process writes a run's records at a time: the holder of the run
-  directory's lease (`idard.bench.lease.RunLease`); every write checks the lease. The
+  directory's lease (`idard.bench.store.lease.RunLease`); every write checks the lease. The
   planner subtracts what the store holds before scheduling, so re-running never writes a
   key twice. `RecordStore.duplicate_keys` checks the invariant, and readers count a key
   held twice once (`without_duplicates`), saying so.
@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import polars as pl
 import pyarrow.fs
@@ -41,8 +41,17 @@ import pyarrow.ipc
 
 from idard.measure.records import KEY_COLUMNS, RECORD_SCHEMA
 
-if TYPE_CHECKING:
-    from idard.bench.lease import RunLease
+from idard.bench.store.visibility import FENCE_PREFIX, consistent_parts, part_writer
+
+
+class Lease(Protocol):
+    """What the store needs of the lease it writes under (`idard.bench.store.lease.RunLease`):
+    its token, to name parts, and a check before each write. A protocol, not an import,
+    so that the store does not depend on the lease, which depends on the store."""
+
+    token: str
+
+    def check(self, read: bool = True) -> None: ...
 
 #: The per-sample record schema of the measure, plus run provenance.
 STORE_SCHEMA: dict[str, pl.DataType] = {
@@ -52,7 +61,6 @@ STORE_SCHEMA: dict[str, pl.DataType] = {
     "written_at": pl.Datetime("us", "UTC"),
 }
 PART_GLOB = "part-*.parquet"
-FENCE_PREFIX = "fence-"
 QUARANTINE = "quarantine"
 #: A temporary part younger than this may belong to a live writer: never removed.
 PARTIAL_MIN_AGE_S = 120.0
@@ -150,13 +158,6 @@ def skipped_part_notes(store: RecordStore) -> list[str]:
             for path, why in store.skipped_parts]
 
 
-def part_writer(name: str) -> str | None:
-    """The lease token (its first 8 hex digits) a part was written under, from its name
-    ``part-<time>-<id>.<token8>.parquet``; None for parts written without a lease."""
-    stem = name.removesuffix(".parquet")
-    return stem.rsplit(".", 1)[1] if "." in stem else None
-
-
 def without_duplicates(records: pl.LazyFrame, store: RecordStore | None = None) -> tuple[pl.LazyFrame, int]:
     """``records`` with each key once, and how many extra copies there were.
 
@@ -206,7 +207,7 @@ class RecordStore:
             local = self.run_dir.removeprefix("file://")
             self._fs, self._root = pyarrow.fs.LocalFileSystem(), str(Path(local).resolve())
         self.records_dir = f"{self._root}/records"
-        self.lease: RunLease | None = None  # set while a RunLease is held: writes check it
+        self.lease: Lease | None = None  # set while a RunLease is held: writes check it
         self.skipped_parts: list[tuple[str, str]] = []  # (path, why) of the last `parts()`
         self.part_sizes: dict[str, int] = {}  # bytes of each part listed so far (parts are immutable)
         self.part_rows: dict[str, int] = {}  # rows of each readable part listed so far (from its footer)
@@ -223,13 +224,11 @@ class RecordStore:
     # ------------------------------------------------------------------ reading
     def parts(self) -> list[str]:
         """Paths of the complete, readable parts (filesystem paths, without the URI scheme),
-        minus those a compaction has replaced (`idard.bench.compact` says when that is).
+        minus those a compaction has replaced (`idard.bench.store.compact` says when that is).
 
         Unreadable parts are left out and listed, with why, in `skipped_parts`; each part
         is checked once per process (its footer), since parts never change.
         """
-        from idard.bench.compact import consistent_parts
-
         return consistent_parts(self, self._listed_parts)
 
     def _listed_parts(self) -> list[str]:
@@ -481,7 +480,7 @@ class RecordStore:
 
         Checks the lease as the last step before the write becomes visible (a holder
         that may have lost its lease must not write; the later the check, the smaller the
-        window a stall can slip through, see `idard.bench.lease`), and
+        window a stall can slip through, see `idard.bench.store.lease`), and
         turns a failed write (disk full, read-only, not a folder) into a one-line
         `StoreWriteError` naming the file; a partial file is removed, never left half.
         """
@@ -490,7 +489,7 @@ class RecordStore:
                 # Object stores need no folders, but hierarchical ones (HDFS, Azure with a
                 # hierarchical namespace, pyarrow's mock://) refuse a file in a missing folder.
                 self._fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-                self.check_lease()  # the last step before the PUT: see idard.bench.lease
+                self.check_lease()  # the last step before the PUT: see idard.bench.store.lease
                 with self._fs.open_output_stream(target) as stream:
                     stream.write(data)
                 return target

@@ -5,7 +5,7 @@ model and metric network once, on first use, and keeps them for the whole run, t
 work units into records: decode the HR bytes, downscale, sample, score, all next to the
 model, so only compressed image bytes go in and small records come out.
 
-The class has no Ray in it; `idard.bench.runner` wraps it with ``ray.remote``. Tests and
+The class has no Ray in it; `idard.bench.run.runner` wraps it with ``ray.remote``. Tests and
 the in-process baseline of the overhead benchmark use it directly.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 import torch
 
-from idard.bench.plan import WorkUnit
+from idard.bench.run.plan import WorkUnit
 from idard.measure.distortions import DISTORTIONS
 from idard.measure.downscalers import DOWNSCALERS
 from idard.measure.evaluate import DrawnSamples, ImageEvaluator, Request, records_frame

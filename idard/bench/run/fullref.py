@@ -24,19 +24,8 @@ from typing import Any
 import polars as pl
 from rich.console import Console
 
-from idard.bench.store import RecordStore
-
-#: Model id prefix of full-reference records: ``reference-x4``.
-PREFIX = "reference-x"
-
-
-def reference_models(scales: Sequence[int]) -> list[str]:
-    """The pseudo-model ids of a reference suite: one per scale, since scale is not a key."""
-    return [f"{PREFIX}{s}" for s in scales]
-
-
-def _scale(model: str) -> int:
-    return int(model.removeprefix(PREFIX))
+from idard.bench.store.records import RecordStore
+from idard.bench.suite.reference import PREFIX, reference_models, reference_scale  # noqa: F401  (reference_models: its old home)
 
 
 def reference_rows(hr: Any, reference: Any | None, missing: str, downscalers: Sequence[Any],
@@ -48,9 +37,10 @@ def reference_rows(hr: Any, reference: Any | None, missing: str, downscalers: Se
     """
     import torch
 
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.images import crop_to_multiple, quantize_8bit, to_tensor
 
-    scale = _scale(model)
+    scale = reference_scale(model)
 
     def row(downscaler: str, metric: str, **fields: Any) -> dict[str, Any]:
         return _row(hr.name, downscaler, model, metric, **fields)
@@ -85,10 +75,11 @@ def run_reference_suite(suite: Any, out: str | Path, console: Console):
     import time
 
 
-    from idard.bench.jobs import RunSummary, failing_images, suite_records, write_suite_copy
-    from idard.bench.plan import Plan
-    from idard.bench.report.scope import SuiteKeys, write_suite_keys
-    from idard.bench.sources import list_images
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.run.jobs import RunSummary, failing_images, suite_records, write_suite_copy
+    from idard.bench.run.plan import Plan
+    from idard.bench.suite.scope import SuiteKeys, write_suite_keys
+    from idard.bench.suite.sources import list_images
     from idard.measure.distortions import DISTORTIONS
     from idard.measure.downscalers import DOWNSCALERS
     from idard.measure.evaluate import records_frame
@@ -152,11 +143,12 @@ def run_reference_suite(suite: Any, out: str | Path, console: Console):
 
 def _row(image: str, downscaler: str, model: str, metric: str, **fields: Any) -> dict[str, Any]:
     """A record of the full-reference comparison (failed until ``fields`` say otherwise)."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard import __version__
     from idard.measure.records import RECORD_SCHEMA
 
     row: dict[str, Any] = dict.fromkeys(RECORD_SCHEMA)
-    row.update(image=image, downscaler=downscaler, model=model, metric=metric, seed=0, scale=_scale(model),
+    row.update(image=image, downscaler=downscaler, model=model, metric=metric, seed=0, scale=reference_scale(model),
                finite=False, value=float("nan"), device="cpu", code_version=__version__)
     return row | fields
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from idard.bench.store import RecordStore
+from idard.bench.store.records import RecordStore
 
 #: The run directory's copy of its suite, loadable with ``--suite`` (it names absolute paths).
 SUITE_COPY = "suite.yaml"
@@ -45,7 +45,7 @@ class SuiteKeys:
 
     @classmethod
     def of(cls, suite, image_names: Sequence[str]) -> SuiteKeys:
-        """The keys of a `idard.bench.suite.Suite` over ``image_names``."""
+        """The keys of a `idard.bench.suite.definition.Suite` over ``image_names``."""
         return cls(suite=suite.name, suite_hash=suite.digest(), images=tuple(image_names),
                    downscalers=tuple(suite.downscalers), models=tuple(suite.models), metrics=tuple(suite.metrics),
                    seeds=tuple(int(s) for s in suite.seeds))

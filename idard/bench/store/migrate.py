@@ -17,7 +17,8 @@ import re
 
 import polars as pl
 
-from idard.bench.store import RecordStore
+from idard.bench.store.lease import holding
+from idard.bench.store.records import RecordStore
 
 _ABSOLUTE = re.compile(r"""=\s*['"]?(/|~|[A-Za-z]:[\\/])""")
 
@@ -38,6 +39,7 @@ def legacy_notice(store: RecordStore) -> str | None:
 
 
 def _current(old: str) -> str:
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.downscalers import DOWNSCALERS
     from idard.measure.models import MODELS
     from idard.measure.registry import parse_spec
@@ -53,8 +55,6 @@ def migrate(store: RecordStore) -> tuple[dict[str, str], dict[str, str]]:
     is). A path without ``records/`` is `FileNotFoundError`: there is nothing to rewrite,
     and saying so with success would hide a mistyped path."""
     import pyarrow.fs
-
-    from idard.bench.lease import holding
 
     if store._fs.get_file_info(store.records_dir).type != pyarrow.fs.FileType.Directory:
         raise FileNotFoundError(f"{store.run_dir}: not a run directory (no records/ folder there)")

@@ -3,7 +3,7 @@
 The driver (this module) plans, reads HR image bytes and hands work units with their
 bytes to actors (Ray keeps large ones in its object store), never more than
 ``in_flight_per_worker`` per actor, so memory
-stays flat however many images a suite has. Each actor (`idard.bench.worker.Worker`)
+stays flat however many images a suite has. Each actor (`idard.bench.run.worker.Worker`)
 holds one device and keeps its models loaded. Results come back as small record frames
 and the driver, the store's only writer, flushes them as atomic Parquet parts.
 
@@ -46,9 +46,9 @@ from typing import Any
 
 import polars as pl
 
-from idard.bench.plan import Plan, WorkUnit
-from idard.bench.progress import RunProgress
-from idard.bench.store import RecordStore
+from idard.bench.run.plan import Plan, WorkUnit
+from idard.bench.run.progress import RunProgress
+from idard.bench.store.records import RecordStore
 from idard.measure.errors import RayUnavailable, RunInterrupted, WorkersLost
 from idard.measure.records import RECORD_SCHEMA
 from idard.measure.models import MODELS
@@ -72,6 +72,7 @@ class RunOptions:
 
 def _setup_errors() -> tuple[type[BaseException], ...]:
     """Errors of a run's setup (its weights), not of one image: they stop the run."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.errors import LPIPSWeightsInvalid, LPIPSWeightsUnavailable
     from idard.measure.models.pulse.generators import GeneratorWeightsError
     from idard.measure.models.srflow.checkpoint import SRFlowWeightsError
@@ -351,11 +352,12 @@ def start_workers(plan: Plan, options: RunOptions, worker_cls: type | None = Non
     Separate from `execute` so that a caller can keep one pool warm across several plans
     (each model loaded once per actor for all of them) or, as
     benchmark/simulated_cluster.py does, wait until every actor is up before timing.
-    ``worker_cls`` replaces `idard.bench.worker.Worker` (same constructor and methods).
+    ``worker_cls`` replaces `idard.bench.run.worker.Worker` (same constructor and methods).
     """
     import ray
 
-    from idard.bench.worker import Worker
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.run.worker import Worker
 
     _init_ray(options)
     shape = worker_shape(options, len(plan.units))

@@ -12,13 +12,13 @@ turns those findings into a card with three criteria and a verdict:
   that collapse onto one reconstruction drive it to 0.
 * **the paper's validation**: the five ladders of `idard.measure.ladders.PAPER_LADDERS`
   with the paper's Spearman signs, and nearest losing more than bicubic and bilinear, as
-  `idard.bench.checks` checks (the same code `run` and `report` use).
+  `idard.bench.suite.checks` checks (the same code `run` and `report` use).
 * **stability**: non-finite and unconverged sample rates from the records, error records,
   and whether a sample drawn in a batch equals the same seed drawn alone (records are
   recomputed one by one: the report's grid, incremental runs).
 
 The records are computed by the normal run machinery: a generated suite
-(`validity_suite`) run with `idard.bench.jobs.run_suite` into a run directory, so the card
+(`validity_suite`) run with `idard.bench.run.jobs.run_suite` into a run directory, so the card
 is incremental, resumable and reproducible like any run (``idard-bench report RUN`` reads
 it too). Records hold no pixels, so the stochasticity and batch probes redraw a few
 samples from their seeds in this process (`run_probe`); their per-image results are kept
@@ -41,7 +41,7 @@ from typing import Any
 
 import polars as pl
 
-from idard.bench.store import RecordStore, is_uri
+from idard.bench.store.records import RecordStore, is_uri
 
 #: The card's verdicts, and each criterion's statuses.
 VALID, INVALID, INCONCLUSIVE = "valid", "invalid", "inconclusive"
@@ -103,6 +103,7 @@ class Criterion:
 
 def validity_checks() -> list[dict[str, Any]]:
     """The paper's validation as a suite's ``checks:`` (Tables 9/10 and the nearest finding)."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.ladders import PAPER_LADDERS
 
     checks: list[dict[str, Any]] = [
@@ -120,6 +121,7 @@ def suite_name(model_id: str) -> str:
 
 def suite_document(spec: str, images: Sequence[str], size: Size) -> dict[str, Any]:
     """The generated suite: classic downscalers and the five ladders, one model, LPIPS-alex."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.ladders import PAPER_LADDERS
     from idard.measure.models import MODELS
 
@@ -133,16 +135,18 @@ def suite_document(spec: str, images: Sequence[str], size: Size) -> dict[str, An
 
 
 def validity_suite(spec: str, images: Sequence[str], size: Size, base: Path | None = None):
-    """`idard.bench.suite.Suite` of the card; relative paths in ``spec`` and ``images``
+    """`idard.bench.suite.definition.Suite` of the card; relative paths in ``spec`` and ``images``
     are resolved against ``base`` (the working directory: where the user typed them)."""
-    from idard.bench.suite import parse_suite
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.definition import parse_suite
 
     document = suite_document(spec, images, size)
     return parse_suite(document, f"<validate-model {spec}>", base or Path.cwd())
 
 
 def default_out(spec: str) -> str:
-    from idard.bench.suite import run_dir_name
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.definition import run_dir_name
     from idard.measure.models import MODELS
 
     return str(Path("runs") / run_dir_name(suite_name(MODELS.create(spec).id)))
@@ -151,6 +155,7 @@ def default_out(spec: str) -> str:
 def _png(pixels) -> bytes:
     from PIL import Image
 
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.images import to_uint8
 
     buffer = io.BytesIO()
@@ -164,6 +169,7 @@ def prepare_images(store: RecordStore, size: Size) -> list[str]:
     Centre crops of the bundled photos are written once into ``RUN/images/`` and never
     rewritten (a new encoder's bytes would read as changed images and stop a resumed run).
     """
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.datasets import HELD_OUT, load_bundled
 
     if size.images:
@@ -188,6 +194,7 @@ def prepare_images(store: RecordStore, size: Size) -> list[str]:
 # ------------------------------------------------------------------------ the probe
 
 def _samples_tensor(out):
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.models import Samples
 
     return out.images if isinstance(out, Samples) else out
@@ -221,6 +228,7 @@ def probe_image(model, metric, hr, seeds: Sequence[int], device: str, alone: boo
     """
     import torch
 
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.downscalers import DOWNSCALERS
     from idard.measure.images import quantize_8bit, to_tensor
     from idard.measure.sr_8bit import to_8bit_grid
@@ -267,7 +275,8 @@ def run_probe(suite, store: RecordStore, batch_images: int = 1, *, log: Callable
     """
     import torch
 
-    from idard.bench.sources import scan_sources
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.sources import scan_sources
     from idard.measure.distortions import DISTORTIONS
     from idard.measure.images import crop_to_multiple, decode_image
     from idard.measure.models import MODELS
@@ -404,6 +413,7 @@ def _ida_rd(table: pl.DataFrame, downscaler: str) -> float | None:
 
 
 def _rungs(result, table: pl.DataFrame) -> dict[str, float | None]:
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.ladders import PAPER_LADDERS
 
     family = result.label.removeprefix("Spearman ").split(" (")[0]
@@ -415,6 +425,7 @@ def _rungs(result, table: pl.DataFrame) -> dict[str, float | None]:
 
 def record_rates(records: pl.LazyFrame) -> dict[str, int]:
     """Counts behind the stability criterion: samples, non-finite, unconverged, errors."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.records import is_error
 
     counts = records.select(
@@ -475,7 +486,8 @@ def verdict(criteria: Sequence[Criterion]) -> tuple[str, str]:
 def build_card(suite, records: pl.LazyFrame, probe: Mapping[str, Mapping[str, Any]], thresholds: Thresholds,
                size: Size, weights_sha256: str | None = None) -> dict[str, Any]:
     """The card as data (what ``card.json`` holds): criteria, verdict, and how it was made."""
-    from idard.bench.checks import evaluate_checks, parse_checks
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.suite.checks import evaluate_checks, parse_checks
     from idard.measure.statistics import ida_rd_table
     from idard.provenance import code_version
 
@@ -502,6 +514,7 @@ def build_card(suite, records: pl.LazyFrame, probe: Mapping[str, Mapping[str, An
 def _card_table(suite, table: pl.DataFrame) -> list[dict[str, Any]]:
     """IDA-RD rows in the suite's order (classic, then rung by rung), named by their spec:
     ``blur(sigma=1.0)`` next to ``blur(sigma=2.0)``, though the first one's id is ``blur``."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.ladders import PAPER_LADDERS
 
     labels = {d: spec for ladder in PAPER_LADDERS for d, spec in zip(ladder.ids(), ladder.specs())}
@@ -511,11 +524,11 @@ def _card_table(suite, table: pl.DataFrame) -> list[dict[str, Any]]:
             for d in suite.downscalers if d in rows]
 
 
-def write_card(store: RecordStore, card: Mapping[str, Any]) -> list[str]:
-    from idard.bench.report.validity import render_markdown
-
+def write_card(store: RecordStore, card: Mapping[str, Any], markdown: Callable[[Mapping[str, Any]], str]) -> list[str]:
+    """``card.json`` and ``card.md``; ``markdown`` renders the card (the report room's
+    `idard.bench.report.validity.render_markdown`: the runner computes, it renders nothing)."""
     return [store.write_text(CARD_JSON, json.dumps(card, indent=2, default=_json_default) + "\n"),
-            store.write_text(CARD_MD, render_markdown(card))]
+            store.write_text(CARD_MD, markdown(card))]
 
 
 def _json_default(value: Any) -> Any:
@@ -525,16 +538,19 @@ def _json_default(value: Any) -> Any:
 
 
 def validate_model(spec: str, out: str | Path, size: Size, options, console, *,
-                   thresholds: Thresholds = Thresholds(), lease=None, model=None) -> dict[str, Any]:
+                   markdown: Callable[[Mapping[str, Any]], str], thresholds: Thresholds = Thresholds(), lease=None,
+                   model=None) -> dict[str, Any]:
     """Compute what ``out`` lacks of the card's suite (the normal run), probe the samples,
     judge, and write ``card.json`` and ``card.md`` there. Returns the card.
 
     The run directory's lease is held throughout (the crops, the records, the probe and
     the card are all written by this process); a caller that holds it passes ``lease``.
     ``model``: an `SRModel` instance for the probe instead of building the spec again.
+    ``markdown``: renders ``card.md`` (`idard.bench.report.validity.render_markdown`).
     """
-    from idard.bench.jobs import run_suite
-    from idard.bench.lease import RunLease
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.run.jobs import run_suite
+    from idard.bench.store.lease import RunLease
 
     lease = lease if lease is not None else RunLease(RecordStore(out))
     with contextlib.nullcontext() if lease.held else lease.hold():
@@ -545,5 +561,5 @@ def validate_model(spec: str, out: str | Path, size: Size, options, console, *,
                           log=lambda line: console.print(line, highlight=False, markup=False))
         sha = summary.records.select(pl.col("weights_hash").drop_nulls().first()).collect().item()
         card = build_card(suite, summary.records, probe, thresholds, size, sha)
-        write_card(store, card)
+        write_card(store, card, markdown)
     return card

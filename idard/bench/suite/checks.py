@@ -37,7 +37,7 @@ from typing import Any
 
 import polars as pl
 
-from idard.bench.safe_yaml import MAX_YAML_BYTES, checked_text, clip, load_yaml, quote, read_bounded, yaml_error_line
+from idard.bench.suite.safe_yaml import MAX_YAML_BYTES, checked_text, clip, load_yaml, quote, read_bounded, yaml_error_line
 from idard.measure.registry import SpecError
 
 
@@ -85,6 +85,7 @@ class CheckResult:
 def _canonical(spec: str, kind: str) -> str:
     """A downscaler or model spec as it appears in records; unregistered names stay as given
     (a report can then still be read on a machine that lacks a plug-in)."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.downscalers import DOWNSCALERS
     from idard.measure.models import MODELS
 
@@ -190,6 +191,7 @@ def _plain(value: float) -> Any:
 
 
 def _spearman(ctx: "Context", p: Mapping[str, Any]) -> tuple[bool | None, str, dict[str, Any]]:
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.statistics import spearman_ladder
 
     ids = {ctx.downscaler(d): v for d, v in zip(p["downscalers"], p["parameter"])}
@@ -399,6 +401,7 @@ class Context:
 
     @staticmethod
     def higher_is_better(table: pl.DataFrame) -> bool:
+        # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
         from idard.measure.distortions import DISTORTIONS
 
         metric = table["metric"][0] if table.height else "lpips-alex"
@@ -492,7 +495,8 @@ def read_run_file(run_dir: str, name: str, limit: int = MAX_YAML_BYTES) -> str:
     store, read no further than ``limit`` bytes (`YAMLRefused` past it)."""
     import pyarrow.fs
 
-    from idard.bench.store import is_uri
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.store.records import is_uri
 
     location = f"{str(run_dir).rstrip('/')}/{name}"
     if is_uri(location):
@@ -509,7 +513,7 @@ def checks_of_run(run_dir: str) -> tuple[tuple[Check, ...], str]:
     import yaml
 
     # suite.run.yaml is the run's copy when --out was the suite's own folder (whose
-    # suite.yaml is the user's file, left as is: see idard.bench.jobs.suite_copy_name)
+    # suite.yaml is the user's file, left as is: see idard.bench.run.jobs.suite_copy_name)
     for name in ("suite.run.yaml", "suite.yaml"):
         try:
             data = load_yaml(read_run_file(run_dir, name))
@@ -534,7 +538,8 @@ def report_checks(checks: Sequence[Check], table: pl.DataFrame, records: pl.Lazy
 
     Returns the results, the lines to print and the paths written (none without checks).
     """
-    from idard.bench.store import RecordStore
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.store.records import RecordStore
 
     if not checks:
         return [], [], []

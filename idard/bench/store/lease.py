@@ -92,10 +92,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from idard.bench.store import RecordStore
+from idard.bench.store.records import RecordStore, StoreWriteError, store_problem
 
 LEASE_NAME = "lease.json"
 #: Seconds without a heartbeat after which a lease is stale (env ``IDARD_LEASE_TTL``).
@@ -276,8 +275,6 @@ class RunLease:
     def acquire(self) -> None:
         """Claim the lease or raise `LeaseHeld` naming the live holder (`StoreWriteError`
         when the run directory cannot be written at all: a file, read-only, full)."""
-        from idard.bench.store import StoreWriteError, store_problem
-
         try:
             self._acquire()
         except OSError as exc:

@@ -27,10 +27,10 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import polars as pl
 
-from idard.bench.sources import ImageRef, scan_sources
+from idard.bench.suite.sources import ImageRef, scan_sources
 from idard.measure.batching import model_calls
-from idard.bench.store import RecordStore
-from idard.bench.suite import Suite
+from idard.bench.store.records import RecordStore
+from idard.bench.suite.definition import Suite
 from idard.measure.records import KEY_COLUMNS
 from idard.measure.models import MODELS
 
@@ -89,6 +89,7 @@ def changed_images(store: RecordStore, images: Sequence[ImageRef]) -> list[tuple
     each image the store has records of, reading only files whose fingerprint (size,
     mtime, ctime, inode) differs from the run directory's hash cache (`HASH_CACHE`); records made before
     hashes were recorded are not checked."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.measure.records import is_error
 
     names = [ref.name for ref in images]
