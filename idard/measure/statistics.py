@@ -383,6 +383,15 @@ def _interval(
     return float(np.clip(low, lo_bound, hi_bound)), float(np.clip(high, lo_bound, hi_bound))
 
 
+def bootstrap_interval(
+    values: np.ndarray, counts: np.ndarray, n_boot: int, ci: float, rng: np.random.Generator
+) -> tuple[float | None, float | None]:
+    """The percentile CI of one group as `ida_rd_table` computes it for a group of at most
+    `EXACT_DRAWS` draws (values of image 0, then image 1, ...; ``counts`` per image): public
+    so that `idard.measure.stopping` and its coverage simulation use the tables' own code."""
+    return _interval(np.asarray(values, dtype=np.float64), np.asarray(counts, dtype=np.int64), n_boot, ci, rng)
+
+
 def shared_image_replicates(
     means: np.ndarray, within: np.ndarray, n_boot: int, rng: np.random.Generator,
     chunk_elements: int = _CHUNK_ELEMENTS,
@@ -723,12 +732,17 @@ def report_tables(
     seed: int = 0,
     max_rows: int = DEFAULT_MAX_ROWS,
     include_unconverged: bool = False,
+    paired_ci: float | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """`ida_rd_table` and, given ``baseline``, `paired_differences` of the same records:
     the same tables as calling both, but records that fit in one columnar batch (more than
     `COLUMNAR_ROWS`, at most ``max_rows``) are read once for both instead of twice.
-    The baseline is checked first, so an unknown one fails before any bootstrap."""
+    The baseline is checked first, so an unknown one fails before any bootstrap.
+    ``paired_ci`` is the paired intervals' level when it is not ``ci`` (an adaptive run's
+    paired rule decides at an alpha-spent level, `idard.measure.stopping`)."""
     _check(n_boot, ci)
+    paired_ci = ci if paired_ci is None else paired_ci
+    _check(n_boot, paired_ci)
     _check_max_rows(max_rows)
     lf = _lazy(records)
     keys = _keys(lf, by)
@@ -737,7 +751,7 @@ def report_tables(
     shared_read = baseline is not None and "downscaler" in keys and "seed" in names and COLUMNAR_ROWS < total <= max_rows
     if not shared_read:
         paired = None if baseline is None else paired_differences(
-            lf, baseline, by=keys, n_boot=n_boot, ci=ci, seed=seed, max_rows=max_rows,
+            lf, baseline, by=keys, n_boot=n_boot, ci=paired_ci, seed=seed, max_rows=max_rows,
             include_unconverged=include_unconverged)
         table = ida_rd_table(lf, by=keys, n_boot=n_boot, ci=ci, seed=seed, max_rows=max_rows,
                              include_unconverged=include_unconverged)
@@ -745,9 +759,10 @@ def report_tables(
     encoded = columnar.read(lf, keys, include_unconverged)
     _check_baseline(columnar.group_counts(encoded), baseline, include_unconverged)
     pairs = columnar.paired(encoded, baseline)
-    paired = (_paired_from_images(_columnar_images(pairs, keys, n_boot), keys, baseline, n_boot, ci, seed)
+    paired = (_paired_from_images(_columnar_images(pairs, keys, n_boot), keys, baseline, n_boot, paired_ci, seed)
               if pairs.value.size else _paired_table(lf.filter(pl.lit(False)).select(
-                  *keys, "image", "seed", "value").collect(), keys, baseline, n_boot, ci, seed, include_unconverged))
+                  *keys, "image", "seed", "value").collect(), keys, baseline, n_boot, paired_ci, seed,
+                  include_unconverged))
     del pairs
     table = _table(_columnar_images(encoded, keys, n_boot), keys, n_boot, ci, seed)
     return table, paired

@@ -26,6 +26,8 @@ BENCHMARK = ROOT / "benchmark"
 #: script -> arguments that make it run in seconds, or None for a script smoke-tested in
 #: its own test file (named in the comment)
 SMOKE: dict[str, list[str] | None] = {
+    "adaptive_coverage.py": ["--smoke"],
+    "adaptive_savings.py": ["--smoke"],
     "camera_sim.py": None,  # tests/bench/test_fullref.py
     "chaos_kill.py": None,  # tests/benchmark/test_chaos_kill.py
     "ci_agreement.py": ["--smoke"],
