@@ -22,28 +22,37 @@ REPO = Path(__file__).resolve().parents[1]
 INSIDE = "IDARD_TEST_PRIVATE_NETWORK"
 
 
-def _can_unshare() -> str | None:
-    """None when this process may make a network namespace; else why not."""
+def _can_unshare(scope: list[str]) -> str | None:
+    """None when this process may make the namespaces of ``scope``; else why not."""
     try:
-        probe = subprocess.run(["unshare", "--net", "sh", "-c", "ip link set lo up"], capture_output=True,
+        probe = subprocess.run(["unshare", *scope, "sh", "-c", "ip link set lo up"], capture_output=True,
                                text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     return None if probe.returncode == 0 else (probe.stderr.strip() or f"exit {probe.returncode}")
 
 
-def isolated(request: pytest.FixtureRequest, timeout: float = 900) -> bool:
+def isolated(request: pytest.FixtureRequest, timeout: float = 900, *, own_pids: bool = False) -> bool:
     """True inside the private namespace (run the test's body); outside, re-run this test in
     one, fail with its output if it failed, and return False (the body already ran there).
-    Skips, saying why, where no namespace can be made (not root)."""
+    Skips, saying why, where no namespace can be made (not root).
+
+    ``own_pids`` gives the test a process namespace too (``--pid --fork --mount-proc``): for
+    code under test that ends processes by name machine-wide (``ray stop``, which ``ray
+    down`` runs on the head), and so that the kernel ends everything the test started when
+    it exits, even on failure."""
     if os.environ.get(INSIDE) == "1":
         return True
-    why = _can_unshare()
+    scope = ["--net", *(["--pid", "--fork", "--mount-proc"] if own_pids else [])]
+    why = _can_unshare(scope)
     if why is not None:
         pytest.skip(f"cannot make a private network namespace ({why}); Ray would listen beyond 127.0.0.1")
     node = shlex.quote(request.node.nodeid)
-    command = (f"ip link set lo up && exec {shlex.quote(sys.executable)} -m pytest -q -s -p no:cacheprovider {node}")
-    done = subprocess.run(["unshare", "--net", "sh", "-c", command], cwd=REPO, env={**os.environ, INSIDE: "1"},
+    # With its own pids the shell stays, as the namespace's init: it reaps what daemons leave
+    # (Ray's), which would otherwise stay zombies that `ray stop` waits for as if alive.
+    launch = "" if own_pids else "exec "
+    command = f"ip link set lo up && {launch}{shlex.quote(sys.executable)} -m pytest -q -s -p no:cacheprovider {node}"
+    done = subprocess.run(["unshare", *scope, "sh", "-c", command], cwd=REPO, env={**os.environ, INSIDE: "1"},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
     print(done.stdout[-3000:])
     assert done.returncode == 0, f"in its private network namespace the test failed:\n{done.stdout[-6000:]}"

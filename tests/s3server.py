@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.processes import end
+
 REGION = "us-east-1"
 #: Requests the server takes unsigned before it checks every signature: creating the
 #: user, its policy and its access key (see `S3Server._make_user`).
@@ -122,13 +124,7 @@ class S3Server:
         return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end(self.process)
         self._log.close()
 
 

@@ -18,9 +18,10 @@ import pytest
 import yaml
 from rich.console import Console
 
-from idard.bench import cluster
-from idard.bench.cluster import (
+from idard.bench.run import cluster
+from idard.bench.run.cluster import (
     GPU_WAIT_S,
+    RAY_STATUS_ON_HEAD,
     REMOTE_RUNS,
     ClusterConfigError,
     ClusterError,
@@ -32,6 +33,7 @@ from idard.bench.cluster import (
     gpu_capacity,
     job_entrypoint,
     load_cluster_config,
+    remote_run_dir,
     run_on_cluster,
     wait_for_gpus,
 )
@@ -39,6 +41,7 @@ from idard.bench.suite import SuiteError
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_YAML = REPO / "cluster.yaml"
+LOCAL_YAML = REPO / "cluster-local.yaml"
 QUICKSTART = REPO / "benchmark" / "quickstart.yaml"
 PLACEHOLDER_VALUES = {
     "<your-registry>": "123456789012.dkr.ecr.us-west-2.amazonaws.com",
@@ -65,7 +68,7 @@ def quiet() -> Console:
 def launch(config: Path) -> list[list[str]]:
     """What every --cluster run starts with: `ray up` that kills no job, then a check."""
     return [["ray", "up", "-y", "--no-restart", "--no-config-cache", str(config)],
-            ["ray", "exec", str(config), "ray status"]]
+            ["ray", "exec", str(config), RAY_STATUS_ON_HEAD]]
 
 
 # ------------------------------------------------------------------- cluster.yaml
@@ -182,7 +185,7 @@ def test_a_local_out_runs_on_the_head_and_is_synced_back(tmp_path: Path) -> None
     assert rec.shipped == [["quickstart.yaml"]]  # the job's working dir holds the suite only
     assert job.out == f"{REMOTE_RUNS}/q" and job.config_path == config
     wait, run = job.entrypoint.split(" && ")
-    assert shlex.split(wait) == ["python", "-m", "idard.bench.cluster", "await-gpus", "1", f"--timeout={GPU_WAIT_S}"]
+    assert shlex.split(wait) == ["python", "-m", "idard.bench.run.cluster", "await-gpus", "1", f"--timeout={GPU_WAIT_S}"]
     assert shlex.split(run) == ["idard-bench", "run", "--suite", "quickstart.yaml", "--address", "auto",
                                 "--out", f"{REMOTE_RUNS}/q", "--workers=8", "--bootstrap=500"]
     assert out.is_dir()
@@ -292,6 +295,66 @@ def test_entrypoints_quote_what_the_shell_would_split() -> None:
                                 workers=None, use_gpus=True)
     run = shlex.split(entrypoint.split(" && ")[1])
     assert run[3] == "my suite.yaml" and run[7] == "s3://b/r q" and run[-1] == "--baseline=blur(sigma=2)"
+
+
+def filled_local_config(tmp_path: Path) -> Path:
+    """The committed cluster-local.yaml as a user fills it in for a workstation rehearsal."""
+    path = tmp_path / "cluster-local.yaml"
+    path.write_text(LOCAL_YAML.read_text().replace("<your-user>", "alice")
+                    .replace("<your-ssh-key>", "~/.ssh/idard_local"))
+    return path
+
+
+def test_the_workstation_config_passes_rays_validator_once_its_login_is_filled_in(tmp_path: Path) -> None:
+    with pytest.raises(ClusterConfigError, match=r"key 'auth.ssh_user' holds '<your-user>'.*auth.ssh_private_key"):
+        load_cluster_config(LOCAL_YAML)
+    config = load_cluster_config(filled_local_config(tmp_path))
+    assert config["provider"] == {"type": "local", "head_ip": "127.0.0.1", "worker_ips": []}
+    assert gpu_capacity(config) is None  # Ray detects the workstation's GPUs, if any
+    # `ray stop` ends every Ray of the machine: a rehearsal must not end the user's other runs.
+    assert not any("ray stop" in command for command in config["head_start_ray_commands"])
+
+
+def test_an_on_premise_cluster_runs_on_the_gpus_ray_finds_without_waiting_for_gpu_nodes(tmp_path: Path) -> None:
+    """No node joins on demand on-premise: a head without GPUs would wait GPU_WAIT_S for
+    nothing, and a declared capacity of 0 is no reason to refuse the run."""
+    config, rec = filled_local_config(tmp_path), Recorder()
+    assert run_on_cluster(config, QUICKSTART, "s3://b/q", [], runner=rec.run, submit=rec.submit,
+                          console=quiet()) == 0
+    entrypoint = rec.jobs[0].entrypoint
+    assert "await-gpus" not in entrypoint and "--workers" not in entrypoint and "--no-gpu" not in entrypoint
+
+
+def test_a_local_out_is_written_in_the_home_of_the_heads_login_user(tmp_path: Path) -> None:
+    """The entrypoint goes through the job's shell on the head: it expands the ``~`` (the SSH
+    user's home there: /home/ray in the image, the user's own on-premise), as Ray's shells
+    expand it in ``ray rsync-down ... ~/idard-runs/<name>/``."""
+    entrypoint = job_entrypoint("s.yaml", remote_run_dir(str(tmp_path / "my run")), [], workers=None,
+                                use_gpus=False)
+    argv = subprocess.run(["bash", "-c", "idard-bench() { printf '%s\\n' \"$@\"; }; " + entrypoint],
+                          env={"HOME": "/home/alice", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    assert argv[argv.index("--out") + 1] == "/home/alice/idard-runs/my run"
+
+
+def _auth_mode_of_ray_status(home: Path, **env: str) -> str:
+    """RAY_AUTH_MODE as `RAY_STATUS_ON_HEAD` leaves it for ``ray status``, in a real shell."""
+    done = subprocess.run(["bash", "-c", 'ray() { echo "${RAY_AUTH_MODE:-unset}"; }; ' + RAY_STATUS_ON_HEAD],
+                          env={"HOME": str(home), "PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True,
+                          check=True)
+    return done.stdout.strip()
+
+
+def test_the_check_that_ray_runs_on_the_head_follows_the_token_rule_of_ray_start(tmp_path: Path) -> None:
+    """`ray start` turns token authentication on when a token exists and RAY_AUTH_MODE is
+    unset; `ray status` does not, and on such a head it failed as if Ray were not running
+    (then `--restart-only` failed: "already running")."""
+    assert _auth_mode_of_ray_status(tmp_path) == "unset"
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("0123abcd")  # an earlier local ray.init() made it
+    assert _auth_mode_of_ray_status(tmp_path) == "token"
+    assert _auth_mode_of_ray_status(tmp_path, RAY_AUTH_MODE="disabled") == "disabled"
+    assert _auth_mode_of_ray_status(tmp_path / "elsewhere", RAY_AUTH_TOKEN="0123abcd") == "token"
 
 
 # ------------------------------------------------------------------- the Ray Jobs side
@@ -409,6 +472,14 @@ def test_the_dashboard_forward_is_used_while_open_and_ended_with_its_ssh_child(t
     assert f"ray dashboard --port {url.rsplit(':', 1)[1]} --remote-port 8265" in console.file.getvalue()
 
 
+def test_a_forward_to_a_dashboard_that_wants_a_token_is_open(tmp_path, monkeypatch) -> None:
+    """A head whose `ray start` found a token answers 401 without it: the forward works
+    (the Jobs client then sends the token); waiting for a 200 ran into the timeout."""
+    _fake_ray(tmp_path, monkeypatch, FAKE_RAY_DASHBOARD.replace('200 if self.path == "/api/version" else 404', "401"))
+    with dashboard_tunnel(tmp_path / "cluster.yaml", quiet(), timeout_s=15) as url:
+        assert url.startswith("http://127.0.0.1:")
+
+
 def test_a_forward_that_fails_says_why(tmp_path, monkeypatch) -> None:
     _fake_ray(tmp_path, monkeypatch, "import sys\nprint('Failed to forward dashboard: port in use')\nsys.exit(1)\n")
     with pytest.raises(ClusterError, match="port in use"):
@@ -516,7 +587,7 @@ def test_a_cluster_file_goes_through_the_bounded_yaml_loader(tmp_path: Path) -> 
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text("cluster_name: x\nx:\n  " + "\n  ".join(levels) + "\n")
     said = run_guarded(f"""
-from idard.bench.cluster import ClusterConfigError, load_cluster_config
+from idard.bench.run.cluster import ClusterConfigError, load_cluster_config
 try:
     _report(repr(load_cluster_config({str(bomb)!r})))
 except ClusterConfigError as exc:
