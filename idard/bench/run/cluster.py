@@ -57,7 +57,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.markup import escape
 
@@ -162,19 +161,10 @@ def load_cluster_config(path: str | Path, *, allow_placeholders: bool = False) -
     from ray.autoscaler._private.util import prepare_config, validate_config
 
     # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
-    from idard.bench.suite.safe_yaml import YAMLRefused, load_yaml, read_bounded, yaml_error_line
+    from idard.bench.suite.safe_yaml import read_yaml_file
 
     path = Path(path)
-    try:
-        config = load_yaml(read_bounded(path))  # idard's one bounded YAML loader (aliases, size)
-    except FileNotFoundError:
-        raise ClusterConfigError(f"{path}: no such cluster file") from None
-    except YAMLRefused as exc:
-        raise ClusterConfigError(f"{path}: refused: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ClusterConfigError(f"{path}: cannot read cluster file ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise ClusterConfigError(f"{path}: not valid YAML: {yaml_error_line(exc)}") from None
+    config = read_yaml_file(path, "cluster file", ClusterConfigError)  # idard's one bounded YAML loader
     if not isinstance(config, dict):
         raise ClusterConfigError(f"{path}: a cluster file must be a mapping, got {type(config).__name__}")
     if not allow_placeholders:

@@ -30,10 +30,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from idard.bench.suite.reference import reference_models
-from idard.bench.suite.safe_yaml import YAMLRefused, clip, load_yaml, quote, read_bounded, yaml_error_line
+from idard.bench.suite.safe_yaml import clip, load_yaml, quote, read_yaml_file
 from idard.measure.distortions import DISTORTIONS
 from idard.measure.downscalers import DOWNSCALERS
 from idard.measure.models import MODELS
@@ -516,21 +515,7 @@ safe_load_suite = load_yaml
 
 def read_suite_file(path: str | Path, loader: Callable[[str], Any] = safe_load_suite) -> Any:
     """The parsed, not yet validated content of a suite file; errors name the file."""
-    path = Path(path)
-    try:
-        text = read_bounded(path)
-    except FileNotFoundError:
-        raise SuiteError(f"{path}: no such suite file") from None
-    except YAMLRefused as exc:
-        raise SuiteError(f"{path}: refused: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteError(f"{path}: cannot read suite ({exc})") from None
-    try:
-        return loader(text)
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML: {yaml_error_line(exc)}") from None
-    except (ValueError, RecursionError) as exc:
-        raise SuiteError(f"{path}: refused: {exc}") from None
+    return read_yaml_file(path, "suite file", SuiteError, loader)
 
 
 def run_dir_name(name: str) -> str:

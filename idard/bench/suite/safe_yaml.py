@@ -20,6 +20,7 @@ Duplicate keys are refused too (PyYAML keeps the last one silently).
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,28 @@ def checked_text(data: bytes, limit: int = MAX_YAML_BYTES) -> str:
     if len(data) > limit:
         raise YAMLRefused(f"more than {limit:,} bytes, more than a YAML file here may hold")
     return data.decode()
+
+
+def read_yaml_file(path: str | Path, what: str, error: type[Exception],
+                   loader: Callable[[str], Any] = load_yaml) -> Any:
+    """The parsed, not yet validated content of the YAML file ``path`` (a ``what``: "suite
+    file", "cluster file"), read by ``loader``. Every way it can fail (absent, unreadable,
+    too big, an alias bomb, not YAML) is one ``error`` whose message names the file."""
+    path = Path(path)
+    try:
+        text = read_bounded(path)
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except YAMLRefused as exc:
+        raise error(f"{path}: refused: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read {what} ({exc})") from None
+    try:
+        return loader(text)
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {yaml_error_line(exc)}") from None
+    except (ValueError, RecursionError) as exc:  # the loader's own refusals (YAMLRefused is a ValueError)
+        raise error(f"{path}: refused: {exc}") from None
 
 
 def yaml_error_line(exc: yaml.YAMLError) -> str:
