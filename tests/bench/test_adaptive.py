@@ -134,6 +134,7 @@ def test_the_tables_show_k_per_group_and_why_sampling_stopped(adaptive_run) -> N
                                                                    "blur(sigma=3.0)": "max reached"}
     markdown = (root / "run" / "ida_rd.md").read_text()
     assert "| K | sampling stopped |" in markdown and "adaptive sampling: CI half-width <= 0.004" in markdown
+    assert "1 metric x up to 8 seeds (adaptive)" in markdown  # the keys line does not claim 8 seeds everywhere
     paired = pl.read_parquet(root / "run" / "paired_vs_bicubic.parquet")
     assert paired["sampling"].to_list() == ["max reached"]
 
@@ -249,3 +250,28 @@ def test_a_paired_rules_table_shows_the_intervals_it_decided_on(tmp_path: Path) 
     width = lambda cell: float(cell.strip("[]†").split(",")[1]) - float(cell.strip("[]†").split(",")[0])  # noqa: E731
     assert wide.keys() == narrow.keys()
     assert all(width(wide[k]) > width(narrow[k]) for k in wide)
+
+
+# ------------------------------------------------- the Python API reads a run as report does
+
+def test_the_python_api_on_a_run_directory_shows_what_report_shows(adaptive_run) -> None:
+    import idard
+
+    root, _ = adaptive_run
+    table = idard.ida_rd_table(str(root / "run"), n_boot=100)
+    assert dict(table.rows.select("downscaler", "k_drawn").rows()) == {"bicubic": 2, "blur(sigma=3.0)": 8}
+    written = pl.read_parquet(root / "run" / "ida_rd.parquet")  # the run's own report, same bootstrap
+    assert table.rows.select("downscaler", "ida_rd", "ci_low", "ci_high").sort("downscaler").equals(
+        written.select("downscaler", "ida_rd", "ci_low", "ci_high").sort("downscaler"))
+
+
+def test_the_python_apis_paired_table_of_a_run_is_at_its_decided_level(tmp_path: Path) -> None:
+    import idard
+
+    rule = SamplingRule(min=1, max=8, paired_halfwidth=0.01, baseline="bicubic")
+    run = _paired_run(tmp_path, rule)
+    api = idard.paired_table(run, "bicubic", n_boot=200)
+    assert "98.75% CI" in api.headers()
+    _, cli = _paired_markdown(run)
+    from_records = idard.paired_table(RecordStore(run).scan(), "bicubic", n_boot=200)  # a bare frame: nominal 95 %
+    assert "95% CI" in from_records.headers() and len(api.rows) == len(cli)

@@ -32,23 +32,16 @@ def print_report(records, out: str, baseline: str | None, bootstrap: int, includ
     store ``records`` are of, when they are (for a cheaper duplicate test)."""
     # lazy: start-up time
     from idard.bench.report import DEFAULT_FORMATS, rich_table, table_models, write_reports
-    from idard.bench.report.reduce import build_report
-    from idard.bench.store.records import without_duplicates
-
-    records, extra = without_duplicates(records, store)
-    if extra:
-        err_console.print(f"warning: {out} holds {extra} extra cop{'y' if extra == 1 else 'ies'} of record keys "
-                          "(two runs wrote into it at once?); each key is counted once", highlight=False)
-    if scope.keys is not None:
-        suite = {"suite": scope.keys.suite, "suite_hash": scope.keys.suite_hash}
-    # lazy: start-up time
-    from idard.bench.run.adaptive import read_adaptive  # an adaptive run's decisions
+    from idard.bench.report.of_run import report_run
     from idard.bench.store import RecordStore
 
-    sampling, paired_ci = read_adaptive(store or RecordStore(out))
-    report = build_report(records, baseline=baseline, n_boot=bootstrap, include_unconverged=include_unconverged,
-                          scope=scope.describe(left_out), suite=suite, paired_ci=paired_ci)
-    report = dataclasses.replace(report, sampling=sampling)
+    done = report_run(records, store or RecordStore(out), baseline=baseline, n_boot=bootstrap,
+                      include_unconverged=include_unconverged, scope=scope, left_out=left_out, suite=suite)
+    if done.duplicates:
+        extra = done.duplicates
+        err_console.print(f"warning: {out} holds {extra} extra cop{'y' if extra == 1 else 'ies'} of record keys "
+                          "(two runs wrote into it at once?); each key is counted once", highlight=False)
+    report = done.report
     models = table_models(report)
     for model in models:
         console.print(rich_table(model))
@@ -83,26 +76,6 @@ def print_checks(run_dir: str, table, records, out: str | None = None, write: bo
         console.print(escape(line), highlight=False)  # labels hold [metric] restrictions, not markup
     if written:
         console.print(f"checks: {', '.join(written)}", highlight=False)
-
-
-def _scope(store, suite_path: Path | None, all_records: bool):
-    """The keys ``report`` reduces: ``--all-records``, ``--suite FILE``'s, else the run's suite's."""
-    # lazy: start-up time
-    from idard.bench.suite.scope import Scope, SuiteKeys, default_scope
-
-    if all_records and suite_path is not None:
-        raise UsageError("--all-records and --suite exclude each other: one says which keys to reduce")
-    if all_records:
-        return Scope(None, "--all-records")
-    if suite_path is not None:
-        # lazy: start-up time
-        from idard.bench.suite.sources import list_images
-        from idard.bench.suite.definition import load_suite
-
-        suite = load_suite(suite_path)
-        images = [ref.name for ref in list_images(list(suite.images), Path(suite.base_dir))]
-        return Scope(SuiteKeys.of(suite, images), f"--suite {suite_path}")
-    return default_scope(store)
 
 
 ImagesOption = Annotated[list[str] | None, typer.Option(
@@ -154,41 +127,28 @@ def report(
     By default the keys of the run's suite are reduced, as ``run`` reduces them; the
     table's heading says which keys it reduced.
     """
-    # lazy: start-up time
-    import json
-
-    import polars as pl
-
     # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.bench.report import parse_formats
-    from idard.bench.report.reduce import scan_records
+    from idard.bench.report.of_run import default_baseline, read_run
     from idard.bench.suite.scope import idard_made
-    from idard.bench.store.records import RecordStore, skipped_part_notes
 
     with user_errors():
         if html_path is not None and not html:
             raise UsageError(f"{html_path}: a second argument is the HTML page's path and needs --html")
+        if all_records and suite_path is not None:
+            raise UsageError("--all-records and --suite exclude each other: one says which keys to reduce")
         chosen = parse_formats(formats)
-        store = RecordStore(run_dir)
-        everything = scan_records(store)  # FileNotFoundError naming the directory when empty
-        for line in skipped_part_notes(store):
+        run = read_run(run_dir, suite_path=suite_path, all_records=all_records)  # FileNotFoundError when empty
+        for line in run.notes:
             err_console.print(line, highlight=False, soft_wrap=True)
-        scope = _scope(store, suite_path, all_records)
-        records = scope.records(everything)
+        store, records = run.store, run.records
         if baseline is None:
-            has_bicubic = records.filter(pl.col("downscaler") == "bicubic").head(1).collect().height > 0
-            baseline = "bicubic" if has_bicubic else None
+            baseline = default_baseline(records)
         elif baseline.strip().lower() == "none":
             baseline = None
-        try:
-            last = json.loads(store.read_text("run.json") or "{}")
-        except json.JSONDecodeError:
-            last = {}
-        suite = {k: last[k] for k in ("suite", "suite_hash") if k in last} if isinstance(last, dict) else {}
         writable = out is not None or idard_made(store)
         shown = print_report(records, out or run_dir, baseline, bootstrap, include_unconverged, formats=chosen,
-                             scope=scope, suite=suite, store=store,
-                             left_out=scope.left_out(everything), write=writable)
+                             scope=run.scope, suite=run.suite, store=store, left_out=run.left_out, write=writable)
         print_checks(run_dir, shown.table, records, out, write=writable)
         if html:
             # lazy: start-up time

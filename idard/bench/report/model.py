@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -366,26 +367,38 @@ def table_models(report) -> tuple[TableModel, ...]:
 
 # ------------------------------------------------------------------------ Python API
 
-def ida_rd_table(records, *, n_boot: int = 1000, seed: int = 0, include_unconverged: bool = False) -> TableModel:
-    """The IDA-RD table of ``records`` (`idard.evaluate`'s frame, or a run's scan), ranked
-    and labelled as ``idard-bench report`` shows it. ``print()`` it for the table;
-    ``.rows`` is the Polars frame (numbers unrounded, plug-in ids beside their labels)."""
+def _api_report(records, baseline: str | None, n_boot: int, seed: int, include_unconverged: bool):
+    """The `Report` of ``records`` (a frame) or of a run directory (a path, URI or
+    `RecordStore`): a run is reduced as ``idard-bench report`` reduces it (its suite's keys,
+    an adaptive run's K, stop reasons and paired level), by the same function."""
+    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
+    from idard.bench.store.records import RecordStore
+
+    if isinstance(records, (str, os.PathLike, RecordStore)):
+        # lazy: reading a run directory needs the store and the adaptive decisions
+        from idard.bench.report.of_run import report_of_run
+
+        return report_of_run(records, baseline=baseline, n_boot=n_boot, seed=seed,
+                             include_unconverged=include_unconverged).report
     # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
     from idard.bench.report.reduce import build_report
 
-    report = build_report(records, baseline=None, n_boot=n_boot, seed=seed, include_unconverged=include_unconverged)
-    return table_models(report)[0]
+    return build_report(records, baseline=baseline, n_boot=n_boot, seed=seed, include_unconverged=include_unconverged)
+
+
+def ida_rd_table(records, *, n_boot: int = 1000, seed: int = 0, include_unconverged: bool = False) -> TableModel:
+    """The IDA-RD table of ``records`` (`idard.evaluate`'s frame, or a run directory: its
+    path or URI), ranked and labelled as ``idard-bench report`` shows it. ``print()`` it for
+    the table; ``.rows`` is the Polars frame (numbers unrounded, plug-in ids beside their labels)."""
+    return table_models(_api_report(records, None, n_boot, seed, include_unconverged))[0]
 
 
 def paired_table(records, baseline: str, *, n_boot: int = 1000, seed: int = 0,
                  include_unconverged: bool = False) -> TableModel:
     """Each downscaler against ``baseline`` on the same images and seeds, as the CLI's
-    paired table (positive = loses more information than the baseline)."""
-    # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
-    from idard.bench.report.reduce import build_report
-
-    report = build_report(records, baseline=baseline, n_boot=n_boot, seed=seed,
-                          include_unconverged=include_unconverged)
+    paired table (positive = loses more information than the baseline); of a run directory,
+    at the level its adaptive paired rule decided at, as ``report`` shows it."""
+    report = _api_report(records, baseline, n_boot, seed, include_unconverged)
     if report.paired is None:
         raise ValueError(report.paired_error or f"no paired differences against {baseline!r}")
     return table_models(report)[1]

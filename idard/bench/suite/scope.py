@@ -42,13 +42,15 @@ class SuiteKeys:
     models: tuple[str, ...]
     metrics: tuple[str, ...]
     seeds: tuple[int, ...]
+    #: An adaptive suite's seeds are its most (``samples.max``): each group draws a prefix.
+    adaptive: bool = False
 
     @classmethod
     def of(cls, suite, image_names: Sequence[str]) -> SuiteKeys:
         """The keys of a `idard.bench.suite.definition.Suite` over ``image_names``."""
         return cls(suite=suite.name, suite_hash=suite.digest(), images=tuple(image_names),
                    downscalers=tuple(suite.downscalers), models=tuple(suite.models), metrics=tuple(suite.metrics),
-                   seeds=tuple(int(s) for s in suite.seeds))
+                   seeds=tuple(int(s) for s in suite.seeds), adaptive=suite.sampling is not None)
 
     def expr(self) -> pl.Expr:
         """True for records whose key belongs to the suite."""
@@ -62,7 +64,10 @@ class SuiteKeys:
         """``4 images x 5 downscalers x 1 model x 1 metric x 8 seeds``."""
         parts = [(len(self.images), "image"), (len(self.downscalers), "downscaler"), (len(self.models), "model"),
                  (len(self.metrics), "metric"), (len(self.seeds), "seed")]
-        return " x ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in parts)
+        text = " x ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in parts)
+        if self.adaptive:  # each group drew its own K <= max: the K column says which
+            text = text.rsplit(" x ", 1)[0] + f" x up to {len(self.seeds)} seeds (adaptive)"
+        return text
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1) + "\n"
@@ -74,7 +79,7 @@ class SuiteKeys:
             data = json.loads(text)
             return cls(suite=str(data["suite"]), suite_hash=str(data["suite_hash"]),
                        **{k: tuple(str(v) for v in data[k]) for k in ("images", "downscalers", "models", "metrics")},
-                       seeds=tuple(int(s) for s in data["seeds"]))
+                       seeds=tuple(int(s) for s in data["seeds"]), adaptive=bool(data.get("adaptive", False)))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{where}: not a suite-keys file ({exc}); re-run the suite to write it again, "
                              "or report with --all-records") from None
