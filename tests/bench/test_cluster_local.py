@@ -152,6 +152,7 @@ def test_a_cluster_run_goes_through_rays_launcher_to_s3_and_to_a_local_out_then_
             # The job's own log reached this console: the driver's lines, from the head.
             assert "8 tasks to compute (0 of 8 already in the store)" in to_s3.stdout
             assert "records and tables: s3://bench/runs/x" in to_s3.stdout
+            assert "tables: s3://bench/runs/x/ida_rd.md" in to_s3.stdout  # URIs a user can paste, not bucket/key
             assert "--flush-records=2" in to_s3.stdout, "the driver on the head got the run's options"
 
             local = tmp_path / "runs" / "local"

@@ -86,6 +86,6 @@ def test_tables_of_an_object_store_run_are_written_beside_its_records() -> None:
     store = RecordStore("mock:///bucket/run")  # pyarrow's in-memory filesystem
     store._fs.create_dir("bucket/run")  # it wants parent folders, unlike S3 and GCS
     paths = write_reports(_models(), store)
-    assert store.remote and paths[0] == "bucket/run/ida_rd.md"
-    with store._fs.open_input_file(paths[2]) as fh:
+    assert store.remote and paths[0] == "mock:///bucket/run/ida_rd.md"  # as the user names it, to paste
+    with store._fs.open_input_file("bucket/run/ida_rd.parquet") as fh:
         assert pl.read_parquet(io.BytesIO(fh.read()))["ida_rd"].to_list() == [0.25, 0.5]

@@ -247,7 +247,8 @@ def test_records_append_to_and_read_back_from_a_non_local_filesystem() -> None:
     assert store.duplicate_keys().is_empty()
     store.append(_records(["a"], range(1)))
     assert store.duplicate_keys().select(KEY_COLUMNS).rows() == [("a", "bicubic", "m", "lpips-alex", 0)]
-    assert store.write_text("run.json", "{}\n") == "runs/one/run.json"
+    assert store.write_text("run.json", "{}\n") == "mock://bucket/runs/one/run.json"  # as the user names it
+    assert store.read_text("run.json") == "{}\n"
 
 
 def test_an_object_store_is_read_in_batches_with_the_sizes_its_listing_gave() -> None:

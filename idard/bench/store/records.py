@@ -454,9 +454,12 @@ class RecordStore:
         return self.write_bytes(name, text.encode())
 
     def write_bytes(self, name: str, data: bytes) -> str:
-        """A small file beside the records (tables, metadata), atomically; returns its path."""
+        """A small file beside the records (tables, metadata), atomically; returns where it
+        is as a user names it: a path on disk, the full URI on an object store (the
+        filesystem's own ``bucket/key`` is not something to paste into a command)."""
         target = f"{self._root}/{name}"
-        return self._put(target, data, partial=f"{target}.tmp")
+        written = self._put(target, data, partial=f"{target}.tmp")
+        return f"{self.run_dir}/{name}" if self.remote else written
 
     def check_lease(self, read: bool = True) -> None:
         """Raise `LeaseLost` if this process held the lease and may no longer write
