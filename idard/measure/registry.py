@@ -22,6 +22,8 @@ import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
+from idard.measure.plugins import load_installed
+
 T = TypeVar("T")
 
 # Names may hold hyphens (``lpips-alex``), which Python would parse as subtraction, so
@@ -330,18 +332,23 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def _all(self) -> dict[str, Entry[T]]:
+        """Every entry, other packages' plug-ins (`idard.measure.plugins`) loaded on first use."""
+        load_installed()
+        return self._entries
+
     def __contains__(self, name: str) -> bool:
-        return name in self._entries
+        return name in self._all()
 
     def __iter__(self) -> Iterator[Entry[T]]:
-        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+        return iter(sorted(self._all().values(), key=lambda e: e.name))
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self._all())
 
     def entry(self, name: str) -> Entry[T]:
         try:
-            return self._entries[name]
+            return self._all()[name]
         except KeyError:
             raise SpecError(
                 f"unknown {self.kind} {name!r}; registered: {', '.join(self.names()) or '(none)'}"
