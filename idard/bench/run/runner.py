@@ -41,7 +41,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -98,17 +98,25 @@ class WorkerShape:
 
 
 def worker_shape(options: RunOptions, units: int) -> WorkerShape:
-    """How many actors, with what resources, from what the Ray cluster has."""
+    """How many actors, with what resources, from what the Ray cluster has now."""
     import ray
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    gpus = int(sum(n["Resources"].get("GPU", 0) for n in nodes))
+    return shape_for([n["Resources"] for n in ray.nodes() if n.get("Alive")], options, units)
+
+
+def shape_for(nodes: Sequence[Mapping[str, float]], options: RunOptions, units: int) -> WorkerShape:
+    """`worker_shape` of the live nodes' resources (``{"CPU": 8, "GPU": 1, ...}`` each).
+
+    A count the user gave is a request, not a cap, where the resources of one worker are
+    known: GPU workers (one GPU each), and CPU workers given ``--cpus-per-worker``. An
+    autoscaling cluster adds nodes for the pending actors and the run uses each as it
+    comes up; a fixed cluster runs on the workers that fit. Otherwise CPU workers are
+    sized to the nodes there now."""
+    gpus = int(sum(n.get("GPU", 0) for n in nodes))
     if options.use_gpus and gpus > 0:
-        # More workers than GPUs now is a request: an autoscaling cluster adds GPU nodes
-        # for the pending actors, and the run uses each as it comes up.
         count = options.workers or gpus
         return WorkerShape(count=max(1, min(count, units)), num_cpus=1, num_gpus=1)
-    node_cpus = [int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1]
+    node_cpus = [int(n.get("CPU", 0)) for n in nodes if n.get("CPU", 0) >= 1]
     if not node_cpus:
         raise RuntimeError("the Ray cluster has no CPU or GPU to run workers on")
     total = sum(node_cpus)
@@ -120,7 +128,10 @@ def worker_shape(options: RunOptions, units: int) -> WorkerShape:
         per = min(node_cpus)  # one worker per (smallest) node, using all its cores
     per = min(per, max(node_cpus))
     fit = sum(c // per for c in node_cpus)
-    count = min(options.workers or fit, fit) if fit else 1
+    if options.workers and options.cpus_per_worker:
+        count = options.workers  # both given: a request the autoscaler can grow the cluster for
+    else:
+        count = min(options.workers or fit, fit) if fit else 1
     return WorkerShape(count=max(1, min(count, units)), num_cpus=per, num_gpus=0)
 
 
