@@ -134,7 +134,7 @@ def test_the_tables_show_k_per_group_and_why_sampling_stopped(adaptive_run) -> N
                                                                    "blur(sigma=3.0)": "max reached"}
     markdown = (root / "run" / "ida_rd.md").read_text()
     assert "| K | sampling stopped |" in markdown and "adaptive sampling: CI half-width <= 0.004" in markdown
-    assert "1 metric x up to 8 seeds (adaptive)" in markdown  # the keys line does not claim 8 seeds everywhere
+    assert "1 metric x up to 8 seeds by adaptive sampling" in markdown  # the keys line does not claim 8 seeds everywhere
     paired = pl.read_parquet(root / "run" / "paired_vs_bicubic.parquet")
     assert paired["sampling"].to_list() == ["max reached"]
 

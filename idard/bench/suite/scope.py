@@ -66,7 +66,7 @@ class SuiteKeys:
                  (len(self.metrics), "metric"), (len(self.seeds), "seed")]
         text = " x ".join(f"{n} {word}{'' if n == 1 else 's'}" for n, word in parts)
         if self.adaptive:  # each group drew its own K <= max: the K column says which
-            text = text.rsplit(" x ", 1)[0] + f" x up to {len(self.seeds)} seeds (adaptive)"
+            text = text.rsplit(" x ", 1)[0] + f" x up to {len(self.seeds)} seeds by adaptive sampling"
         return text
 
     def to_json(self) -> str:
