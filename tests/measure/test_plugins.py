@@ -82,6 +82,11 @@ def test_an_installed_packages_model_is_registered_by_name(tmp_path: Path) -> No
     """, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["collapsed-noise(sigma=0.1)", "True"]
+    listed = subprocess.run([sys.executable, "-m", "idard.bench.cli", "list"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(REPO)]),
+                                 "COLUMNS": "250"}, cwd=tmp_path, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "(plug-in from my_sr_plugin)" in listed.stdout  # where a model came from, beside idard's own
 
 
 def test_a_broken_plugin_is_one_warning_naming_it_and_the_rest_works(tmp_path: Path) -> None:

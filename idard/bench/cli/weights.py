@@ -34,7 +34,9 @@ def list_plugins() -> None:
             params = ", ".join(
                 f"{n}: {t}" + ("" if d is dataclasses.MISSING else f" = {d!r}") for n, t, d in entry.parameters()
             )
-            table.add_row(entry.name, params, entry.summary)
+            module = entry.cls.__module__
+            origin = "" if module == "idard" or module.startswith("idard.") else f" (plug-in from {module})"
+            table.add_row(entry.name, params, entry.summary + origin)
         console.print(table)
     _list_published_weights()
 
