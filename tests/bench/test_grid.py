@@ -161,3 +161,27 @@ def test_a_page_built_again_reads_the_samples_it_recomputed_before(run_dir: Path
     for key, pixels in first.sr.items():
         np.testing.assert_array_equal(again.sr[key], pixels)
     np.testing.assert_array_equal(again.lr["nearest"], first.lr["nearest"])
+
+
+def test_an_edit_to_idards_code_is_a_new_cache_key_even_in_a_dirty_checkout(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The version names a commit (``...-dirty`` for every edit after it); samples drawn by
+    code that was edited since must not be shown as today's code's, so the key also holds
+    the package's source fingerprint."""
+    import idard.provenance as provenance
+    from idard.bench.report.samples import SampleCache
+
+    cache, key = SampleCache(tmp_path / "cache"), ("img000", "bicubic", "srflow-tiny-4x", 0)
+    lr = np.zeros((4, 4, 3), np.float32)
+    cache.save("sha", key, lr, None, {})
+    assert cache.load("sha", key) is not None
+    monkeypatch.setattr(provenance, "source_fingerprint", lambda: "an-edited-checkout")
+    assert cache.load("sha", key) is None
+
+
+def test_the_source_fingerprint_follows_every_module_of_the_package() -> None:
+    import idard
+    from idard.provenance import source_fingerprint
+
+    assert len(source_fingerprint()) == 16 and source_fingerprint() == source_fingerprint()
+    assert len(list(Path(idard.__file__).parent.rglob("*.py"))) > 50  # the package, not one folder of it

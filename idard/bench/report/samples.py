@@ -298,8 +298,9 @@ class RunSamples:
 
 class SampleCache:
     """Recomputed samples on disk, one file per record key (image, downscaler, model, seed)
-    and HR file (SHA-256) and code version: a report built again (another crop, another
-    downscaler) computes only what it has not shown before. The pixels are 8-bit, so PNG-
+    and HR file (SHA-256) and code (version and source fingerprint, so an edit in a dirty
+    checkout is a new key): a report built again (another crop, another downscaler)
+    computes only what it has not shown before. The pixels are 8-bit, so PNG-
     free ``uint8`` arrays keep them exactly; ``explain`` never reads this cache."""
 
     def __init__(self, folder: Path) -> None:
@@ -309,9 +310,9 @@ class SampleCache:
         import json
 
         # lazy: loaded on first use, not on import (no cycle: tests/test_imports.py)
-        from idard.provenance import process_code_version
+        from idard.provenance import process_code_version, source_fingerprint
 
-        text = json.dumps([*key, sha, process_code_version()])
+        text = json.dumps([*key, sha, process_code_version(), source_fingerprint()])
         return self.folder / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.npz"
 
     def load(self, sha: str, key: tuple[str, str, str, int]) -> tuple | None:
