@@ -140,3 +140,19 @@ def test_progress_in_a_log_moves_per_batch_with_per_worker_rates_and_writes_each
     assert all("/s]" in line and ": " in line.split("[")[-1] for line in lines)  # per-worker rates, as text
     records = store.scan().collect()
     assert result.computed_tasks == records.height == 12 and records.select(KEY_COLUMNS).is_unique().all()
+
+
+def test_workers_asked_for_but_never_up_are_named_once_while_the_run_goes_on(tmp_path: Path) -> None:
+    """3 workers of 2 cores on this 2-core Ray: one fits, two wait (an autoscaler would add
+    nodes for them). The run finishes on the one, and says so once, not only 'on 3 workers'."""
+    write_crops(tmp_path / "images", 4)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: waiting\nimages: [images]\ndownscalers: [bicubic]\nmodels: ['latency(ms=400)']\n"
+                     "metrics: [psnr]\nsamples: 2\n")
+    console = _console()
+    options = RunOptions(workers=3, cpus_per_worker=2, waiting_note_s=0.5)
+    summary = run_suite(load_suite(suite), tmp_path / "run", options, console)
+    said = console.file.getvalue()
+    assert summary.result.computed_tasks == 8 and len(summary.result.workers) == 1, said
+    assert "on 3 workers" in said
+    assert said.count("2 of 3 workers are still waiting for resources") == 1, said

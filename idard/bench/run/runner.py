@@ -67,6 +67,7 @@ class RunOptions:
     flush_seconds: float = 15.0
     max_unit_attempts: int = 3
     restart_wait_s: float = 600.0  # every worker lost: how long to wait for one to come back
+    waiting_note_s: float = 60.0  # workers asked for but not up by then are named once (`_Pool.waiting_note`)
     verbose: bool = False
 
 
@@ -286,7 +287,24 @@ class _Pool:
         self.probes: dict[Any, int] = {actor.info.remote(): i for i, actor in enumerate(actors)}
         self.reprobe: dict[int, float] = {}  # actor -> when to probe it again
         self.infos: dict[int, dict[str, Any]] = {}
-        self.last_alive = time.monotonic()
+        self.last_alive = self.started = time.monotonic()
+        self.waiting_noted = False
+
+    def waiting_note(self, after_s: float) -> str | None:
+        """Once, ``after_s`` seconds in: how many workers have never answered while others
+        run. The start line counts the workers asked for; on an autoscaling cluster the rest
+        wait for nodes, on a fixed one for resources that will not come, and a user should
+        know which of the two numbers the run is going at."""
+        if self.waiting_noted or time.monotonic() - self.started < after_s:
+            return None
+        never, total = sum(1 for i in range(len(self.actors)) if i not in self.infos), len(self.actors)
+        if never == total:  # none up yet (a cluster still starting): nothing to compare, ask again later
+            return None
+        self.waiting_noted = True
+        if never == 0:
+            return None
+        return (f"{never} of {total} workers are still waiting for resources after {after_s:.0f} s: an autoscaling "
+                f"cluster adds nodes for them; a fixed one runs on the {total - never} up")
 
     def free(self) -> int | None:
         candidates = [i for i in range(len(self.actors)) if self.alive[i] and self.load[i] < self.per_actor]
@@ -432,6 +450,8 @@ def execute(plan: Plan, store: RecordStore, options: RunOptions, progress: RunPr
         while queue or in_flight:
             term.check()
             pool.send_due_probes()
+            if (note := pool.waiting_note(options.waiting_note_s)) is not None:
+                progress.note(note)
             while queue and (index := pool.free()) is not None:
                 unit, attempt = queue.popleft()
                 # the bytes go as a plain argument: Ray inlines a small one in the call and
