@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import polars as pl
 
 from idard.measure.datasets import HELD_OUT, held_out_paths, load_bundled
 from idard.measure.evaluate import evaluate

@@ -37,7 +37,7 @@ from idard.measure.downscalers import DOWNSCALERS, Downscaler
 from idard.measure.batching import model_calls
 from idard.measure.images import RGBImage, crop_to_multiple, load_image, quantize_8bit, to_tensor
 from idard.measure.models import MODELS, Samples, SRModel
-from idard.measure.records import KEY_COLUMNS, NONFINITE_SAMPLE, RECORD_SCHEMA
+from idard.measure.records import NONFINITE_SAMPLE, RECORD_SCHEMA
 from idard.measure.sr_8bit import SRTo8Bit, to_8bit_grid
 
 

@@ -9,7 +9,7 @@ object in it) whose import registers its plug-ins, as idard's own modules do::
 Every registry loads them on its first look-up (`load_installed`), so a suite, the CLI,
 ``validate-model`` and each Ray worker see the same plug-ins wherever the package is
 installed, with no flag to pass and nothing for the suite to import. Entry points are the
-packaging standard for this (pytest and Ray's own plug-ins are found the same way), and
+packaging standard for this (pytest finds its plug-ins the same way, group ``pytest11``), and
 they keep ids free of file paths: ``my-sr(heat=0.9)`` names what the model is.
 
 A plug-in that fails to import is a warning naming its entry point and package, not an

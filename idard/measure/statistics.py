@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np

@@ -22,7 +22,6 @@ from idard.bench.suite.sources import list_images
 from idard.bench.store import RecordStore
 from idard.bench.suite import load_suite
 from idard.bench.run.worker import Worker
-from idard.measure.records import RECORD_SCHEMA
 from idard.measure.statistics import ida_rd_table
 from idard import __version__
 from idard.provenance import code_version

@@ -3,7 +3,6 @@ against a zoo entry served from a loopback HTTP server (tests never use the inte
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import http.server

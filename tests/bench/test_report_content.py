@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
-import pytest
 from typer.testing import CliRunner
 
 from idard.bench.cli import app

@@ -4,7 +4,6 @@ also how ``run`` shows its table."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 

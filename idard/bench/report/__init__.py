@@ -22,17 +22,11 @@ from idard.bench.report.model import (
     TITLE,
     WILCOXON_MIN_IMAGES,
     TableModel,
+    paired_name,
     table_models,
 )
-from idard.bench.report.tables import (
-    DEFAULT_FORMATS,
-    FORMATS,
-    markdown,
-    paired_name,
-    parse_formats,
-    rich_table,
-    write_reports,
-)
+from idard.bench.report.tables import DEFAULT_FORMATS, FORMATS, markdown, parse_formats, write_reports
+from idard.bench.report.views import rich_table
 
 __all__ = [
     "DEFAULT_FORMATS", "FORMATS", "PAIRED_TITLE", "TITLE", "WILCOXON_MIN_IMAGES", "TableModel", "markdown",

