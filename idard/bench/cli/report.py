@@ -134,8 +134,6 @@ def report(
     with user_errors():
         if html_path is not None and not html:
             raise UsageError(f"{html_path}: a second argument is the HTML page's path and needs --html")
-        if all_records and suite_path is not None:
-            raise UsageError("--all-records and --suite exclude each other: one says which keys to reduce")
         chosen = parse_formats(formats)
         run = read_run(run_dir, suite_path=suite_path, all_records=all_records)  # FileNotFoundError when empty
         for line in run.notes:

@@ -43,6 +43,8 @@ def read_run(run_dir: str | Path | RecordStore, *, suite_path: str | Path | None
     """The records ``report`` reduces: the run's suite keys (as its last run recorded them),
     ``suite_path``'s keys, or every record (``all_records``). Raises `FileNotFoundError`
     naming the directory when it holds no records."""
+    if all_records and suite_path is not None:  # before any read: a usage error, whatever the directory holds
+        raise ValueError("--all-records and --suite exclude each other: one says which keys to reduce")
     store = run_dir if isinstance(run_dir, RecordStore) else RecordStore(str(run_dir))
     everything = scan_records(store)
     scope = _scope(store, suite_path, all_records)
@@ -56,8 +58,6 @@ def read_run(run_dir: str | Path | RecordStore, *, suite_path: str | Path | None
 
 
 def _scope(store: RecordStore, suite_path: str | Path | None, all_records: bool) -> Scope:
-    if all_records and suite_path is not None:
-        raise ValueError("--all-records and --suite exclude each other: one says which keys to reduce")
     if all_records:
         return Scope(None, "--all-records")
     if suite_path is not None:
