@@ -40,7 +40,12 @@ def isolated(request: pytest.FixtureRequest, timeout: float = 900, *, own_pids: 
     ``own_pids`` gives the test a process namespace too (``--pid --fork --mount-proc``): for
     code under test that ends processes by name machine-wide (``ray stop``, which ``ray
     down`` runs on the head), and so that the kernel ends everything the test started when
-    it exits, even on failure."""
+    it exits, even on failure. It also gets its own ``/tmp/ray`` (a tmpfs in its own mount
+    namespace): Ray's command-line tools (``ray status``, ``ray start`` without an address)
+    find "the" local cluster through ``/tmp/ray/ray_current_cluster``, which a concurrent
+    test's ``ray.cluster_utils.Cluster`` writes machine-wide. Once, in CI, ``ray status`` on
+    the rehearsal head read another test's GCS address from it, failed, and the launcher
+    then tried to start a second Ray on the head's port."""
     if os.environ.get(INSIDE) == "1":
         return True
     scope = ["--net", *(["--pid", "--fork", "--mount-proc"] if own_pids else [])]
@@ -51,7 +56,8 @@ def isolated(request: pytest.FixtureRequest, timeout: float = 900, *, own_pids: 
     # With its own pids the shell stays, as the namespace's init: it reaps what daemons leave
     # (Ray's), which would otherwise stay zombies that `ray stop` waits for as if alive.
     launch = "" if own_pids else "exec "
-    command = f"ip link set lo up && {launch}{shlex.quote(sys.executable)} -m pytest -q -s -p no:cacheprovider {node}"
+    private_ray = "mkdir -p /tmp/ray && mount -t tmpfs -o mode=1777 idard-test-ray /tmp/ray && " if own_pids else ""
+    command = f"ip link set lo up && {private_ray}{launch}{shlex.quote(sys.executable)} -m pytest -q -s -p no:cacheprovider {node}"
     done = subprocess.run(["unshare", *scope, "sh", "-c", command], cwd=REPO, env={**os.environ, INSIDE: "1"},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
     print(done.stdout[-3000:])
