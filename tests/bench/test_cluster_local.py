@@ -138,6 +138,9 @@ def test_a_cluster_run_goes_through_rays_launcher_to_s3_and_to_a_local_out_then_
             # home the launcher and the head share: the head's `ray start` then requires it.
             (sshd.home / ".ray").mkdir()
             (sshd.home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+            # A head where an earlier Ray left its address (this test's /tmp/ray is its own):
+            # the launcher's check must ask the Ray that runs, not that address.
+            Path("/tmp/ray/ray_current_cluster").write_text("127.0.0.1:1")
             suite = _suite(tmp_path, "s3://bench/hr/")
             env = {**os.environ, **s3.env(), "PYTHONPATH": str(REPO), "HOME": str(sshd.home)}
 

@@ -78,9 +78,13 @@ TUNNEL_WAIT_S = 120.0
 #: authentication on by itself when ``RAY_AUTH_MODE`` is unset and a token exists
 #: (``~/.ray/auth_token``, made by any earlier local ``ray.init()``; ``$RAY_AUTH_TOKEN[_PATH]``),
 #: but ``ray status`` does not (Ray 2.60), and fails on such a head as if Ray were not running.
+#: ``--address auto``: without it ``ray status`` asks the address in /tmp/ray/ray_current_cluster
+#: first, which a Ray started earlier on that machine (or one started with ``--temp-dir``
+#: elsewhere) leaves stale; "auto" asks the one Ray that runs there, and the stale file
+#: only when none runs (`ray._private.services.get_ray_address_from_environment`).
 RAY_STATUS_ON_HEAD = ('if [ -z "$RAY_AUTH_MODE" ] && { [ -n "$RAY_AUTH_TOKEN" ] || '
                       '[ -s "${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}" ]; }; then export RAY_AUTH_MODE=token; '
-                      'fi; ray status')
+                      'fi; ray status --address auto')
 
 _TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 _PLACEHOLDER = re.compile(r"<[A-Za-z][\w.-]*>")  # <your-registry>, not a shell's `<in >out`
